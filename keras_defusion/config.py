@@ -1,0 +1,151 @@
+"""Typed configuration of the DeFusionNet model, with named presets.
+
+The paper (section 3) fixes the topology: a VGG16 encoder tapped at six
+layers, m = 3 shallow and 3 deep, side layers of two extra convolutions,
+FFRM refinement recurrent for t = 3 steps, deep supervision and a fused map.
+It is silent on channel widths, kernel sizes and the resolution the FFRM works
+at; those are the fields below, and the presets record what we chose.
+"""
+
+import dataclasses
+from typing import Optional
+
+# Layers of keras.applications.VGG16 tapped as the paper's six side layers
+# (conv1_2, conv2_2, conv3_3, conv4_3, conv5_3, pool5) and their strides.
+TAP_LAYERS = (
+    "block1_conv2",
+    "block2_conv2",
+    "block3_conv3",
+    "block4_conv3",
+    "block5_conv3",
+    "block5_pool",
+)
+TAP_STRIDES = (1, 2, 4, 8, 16, 32)
+NORMALIZATIONS = ("none", "batch", "group")
+
+
+@dataclasses.dataclass(frozen=True)
+class DeFusionNetConfig:
+    """Hyperparameters of the model; every field is serialised with it.
+
+    Attributes:
+        side_channels: C, the channels of every side layer and of the refined
+            features F_i^j (Eq. 3). The paper does not say.
+        side_kernel_size: kernel of the two extra convolutions per side layer.
+        fusion_channels: channels of FSHF and FSEF (Eq. 1-2).
+        refine_kernel_size: kernel of the refinement convolutions W_i^j.
+        working_stride: the FFRM runs at input size / working_stride. 1 is the
+            paper (input resolution); must divide 32.
+        num_steps: t, the recurrent steps (1 to 6; the paper uses 3).
+        num_shallow: m, how many of the six side layers are shallow.
+        use_ffrm: False gives Table 3's noFFRM ablation: all six layers are
+            fused into one group at each step, which refines every layer.
+        normalization: "none" (the paper), "batch" or "group" after each head
+            convolution; helps training from scratch.
+        encoder_width: multiplier on VGG16's filters. 1.0 uses
+            `keras.applications.VGG16`; other values build a VGG16-shaped
+            encoder with the same layer names (for fast tests).
+        encoder_init: initialiser of the encoder's kernels when no weights are
+            loaded: "glorot_uniform" (Keras' default) or "he_normal".
+        pad_multiple: inputs are padded to a multiple of this inside the
+            graph and the maps cropped back, so any H x W works.
+    """
+
+    side_channels: int = 32
+    side_kernel_size: int = 3
+    fusion_channels: int = 32
+    refine_kernel_size: int = 3
+    working_stride: int = 1
+    num_steps: int = 3
+    num_shallow: int = 3
+    use_ffrm: bool = True
+    normalization: str = "none"
+    encoder_width: float = 1.0
+    encoder_init: str = "glorot_uniform"
+    pad_multiple: int = 32
+
+    def __post_init__(self):
+        if not 1 <= self.num_steps <= 6:
+            raise ValueError(f"num_steps must be 1..6, got {self.num_steps}")
+        if not 1 <= self.num_shallow <= 5:
+            raise ValueError(f"num_shallow must be 1..5, got {self.num_shallow}")
+        if self.working_stride not in (1, 2, 4, 8, 16, 32):
+            raise ValueError(
+                f"working_stride must be a power of 2 up to 32, got "
+                f"{self.working_stride}"
+            )
+        if self.pad_multiple % 32:
+            raise ValueError(
+                f"pad_multiple must be a multiple of 32 (VGG16's total "
+                f"stride), got {self.pad_multiple}"
+            )
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"normalization must be one of {NORMALIZATIONS}, got "
+                f"{self.normalization!r}"
+            )
+        if self.encoder_init not in ("glorot_uniform", "he_normal"):
+            raise ValueError(f"unknown encoder_init {self.encoder_init!r}")
+        for name in ("side_channels", "fusion_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
+        for name in ("side_kernel_size", "refine_kernel_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
+        if self.encoder_width <= 0:
+            raise ValueError("encoder_width must be positive")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(
+                f"unknown DeFusionNet config fields: {sorted(unknown)}; "
+                f"known: {sorted(known)}"
+            )
+        return cls(**values)
+
+
+MODEL_PRESETS = {
+    # FFRM at the input resolution, as the paper. C = 32 keeps the 18
+    # full-resolution 3x3 refinement convolutions near the encoder's cost
+    # (see README "Speed").
+    "paper": DeFusionNetConfig(),
+    # FFRM at 1/4 of the input; maps upsampled bilinearly at the end.
+    # Group norm in the head trains faster from scratch at small batches.
+    "mobile": DeFusionNetConfig(
+        side_channels=32,
+        fusion_channels=32,
+        working_stride=4,
+        normalization="group",
+        encoder_init="he_normal",
+    ),
+}
+
+
+def get_model_config(preset="paper", **overrides):
+    """Returns the config of a named preset with fields overridden.
+
+    Args:
+        preset: a key of `MODEL_PRESETS`.
+        **overrides: `DeFusionNetConfig` fields.
+    """
+    if preset not in MODEL_PRESETS:
+        raise ValueError(
+            f"unknown model preset {preset!r}; choose from {sorted(MODEL_PRESETS)}"
+        )
+    values = MODEL_PRESETS[preset].to_dict()
+    values.update(overrides)
+    return DeFusionNetConfig.from_dict(values)
+
+
+def output_names(num_steps):
+    """Names of the training model's outputs: the fused map, then side maps."""
+    names = ["fused"]
+    for step in range(1, num_steps + 1):
+        names += [f"step{step}_out{i}" for i in range(1, len(TAP_LAYERS) + 1)]
+    return names

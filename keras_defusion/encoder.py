@@ -1,0 +1,111 @@
+"""The VGG16 encoder, tapped at the paper's six side layers."""
+
+import os
+
+import keras
+
+from keras_defusion.config import TAP_LAYERS
+
+VGG16_FILTERS = (64, 128, 256, 512, 512)
+VGG16_CONVS_PER_BLOCK = (2, 2, 3, 3, 3)
+IMAGENET_WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+IMAGENET_WEIGHTS_URL = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+    + IMAGENET_WEIGHTS_FILE
+)
+
+
+class BackboneWeightsError(RuntimeError):
+    """The encoder's requested weights could not be loaded."""
+
+
+def _narrow_vgg16(width, initializer):
+    """A VGG16-shaped encoder with the same layer names and scaled filters."""
+    inputs = keras.Input((None, None, 3), name="input_layer")
+    x = inputs
+    for block, (filters, convs) in enumerate(
+        zip(VGG16_FILTERS, VGG16_CONVS_PER_BLOCK), start=1
+    ):
+        for index in range(1, convs + 1):
+            x = keras.layers.Conv2D(
+                max(1, int(round(filters * width))),
+                3,
+                padding="same",
+                activation="relu",
+                kernel_initializer=initializer,
+                name=f"block{block}_conv{index}",
+            )(x)
+        x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+    return keras.Model(inputs, x, name="vgg16")
+
+
+def _keras_vgg16(weights):
+    try:
+        return keras.applications.VGG16(
+            include_top=False, weights=weights, input_shape=(None, None, 3)
+        )
+    except Exception as error:
+        if weights != "imagenet":
+            raise BackboneWeightsError(
+                f"could not load VGG16 weights from {weights!r}: {error}"
+            ) from error
+        cache = os.path.join(
+            os.path.expanduser("~"), ".keras", "models", IMAGENET_WEIGHTS_FILE
+        )
+        raise BackboneWeightsError(
+            "could not download the ImageNet weights of VGG16 "
+            f"({type(error).__name__}: {error}). Offline, download "
+            f"{IMAGENET_WEIGHTS_URL} on a connected machine and either pass "
+            "its path (backbone_weights='/path/to/"
+            f"{IMAGENET_WEIGHTS_FILE}', or --weights PATH on the command "
+            f"line) or copy it to {cache}, where Keras looks first."
+        ) from error
+
+
+def _reinitialize(model, initializer_name):
+    """Draws fresh kernels for every Conv2D of `model` (biases stay 0)."""
+    initializer = keras.initializers.get(initializer_name)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            layer.kernel.assign(initializer(layer.kernel.shape))
+
+
+def build_vgg16_encoder(weights=None, width=1.0, initializer="glorot_uniform"):
+    """Builds the VGG16 encoder and returns a model of its six side layers.
+
+    Args:
+        weights: `"imagenet"`, `None` (random) or the path of a local
+            weights file for `keras.applications.VGG16(include_top=False)`.
+        width: multiplier on VGG16's filters. 1.0 uses
+            `keras.applications.VGG16`; other values (tests) build the same
+            layer names with fewer filters and require `weights=None`.
+        initializer: kernel initialiser when `weights` is None.
+
+    Returns:
+        A `keras.Model` named "encoder" taking preprocessed BGR images and
+        returning the outputs of `TAP_LAYERS` as a list.
+
+    Raises:
+        BackboneWeightsError: the weights could not be downloaded or read;
+            the message says how to pass a local file.
+    """
+    if weights is not None and weights != "imagenet":
+        weights = os.fspath(weights)
+        if not os.path.isfile(weights):
+            raise BackboneWeightsError(
+                f"backbone weights file not found: {weights}"
+            )
+    if width == 1.0:
+        vgg = _keras_vgg16(weights)
+        if weights is None and initializer != "glorot_uniform":
+            _reinitialize(vgg, initializer)
+    else:
+        if weights is not None:
+            raise ValueError(
+                f"encoder_width={width} builds a narrowed VGG16 that cannot "
+                f"load pretrained weights; pass weights=None"
+            )
+        vgg = _narrow_vgg16(width, initializer)
+    taps = [vgg.get_layer(name).output for name in TAP_LAYERS]
+    return keras.Model(vgg.input, taps, name="encoder")
+

@@ -1,0 +1,47 @@
+import pathlib
+import re
+
+from setuptools import find_packages
+from setuptools import setup
+
+HERE = pathlib.Path(__file__).parent
+VERSION = re.search(
+    r'__version__ = "([^"]+)"',
+    (HERE / "keras_defusion" / "version.py").read_text(),
+).group(1)
+
+setup(
+    name="keras-defusion",
+    version=VERSION,
+    description="DeFusionNet defocus blur detection for TensorFlow/Keras",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["keras_defusion", "keras_defusion.*"]),
+    package_data={"keras_defusion": ["assets/*", "assets/**/*"]},
+    install_requires=[
+        'tensorflow-cpu>=2.16,<2.22; platform_machine == "x86_64"',
+        'tensorflow>=2.16,<2.22; platform_machine != "x86_64"',
+        "keras>=3.3,<4",
+        "numpy>=1.26",
+        "pillow>=10",
+        "scikit-image>=0.22",
+        "matplotlib>=3.7",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        # CUDA wheels; installs beside tensorflow-cpu, whose modules it shadows.
+        "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
+        "tflite": ["ai-edge-litert>=1.2"],
+        "test": ["pytest>=7", "scikit-learn>=1.3", "ai-edge-litert>=1.2"],
+    },
+    entry_points={
+        "console_scripts": ["keras-defusion=keras_defusion.cli:main"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: Apache Software License",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
+)

@@ -1,0 +1,75 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_defusion import layers as kd_layers
+from tests import harness
+
+
+def test_vgg_preprocess_matches_keras_applications():
+    images = harness.random_images(2, 5, 7)
+    expected = keras.applications.vgg16.preprocess_input(images.copy())
+    actual = kd_layers.VGGPreprocess()(images)
+    np.testing.assert_allclose(np.asarray(actual), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("size,padded", [(1, 32), (32, 32), (33, 64), (70, 96)])
+def test_pad_to_multiple(size, padded):
+    layer = kd_layers.PadToMultiple(32)
+    out = np.asarray(layer(np.ones((1, size, size + 1, 2), "float32")))
+    assert out.shape[1] == padded and out.shape[2] % 32 == 0
+    assert out[:, :size, : size + 1].min() == 1 and out.sum() == size * (size + 1) * 2
+    harness.assert_layer_serializes(layer, np.ones((1, size, size, 2), "float32"))
+
+
+def test_crop_to_match():
+    maps = np.arange(64, dtype="float32").reshape(1, 8, 8, 1)
+    out = kd_layers.CropToMatch()([maps, np.zeros((1, 5, 3, 3), "float32")])
+    np.testing.assert_array_equal(np.asarray(out), maps[:, :5, :3])
+
+
+def test_bilinear_kernel_upsamples_a_constant_to_a_constant():
+    up = keras.layers.Conv2DTranspose(
+        2, 8, strides=4, padding="same", use_bias=False,
+        kernel_initializer=kd_layers.BilinearKernel(),
+    )
+    out = np.asarray(up(np.ones((1, 6, 6, 2), "float32")))
+    assert out.shape == (1, 24, 24, 2)
+    np.testing.assert_allclose(out[:, 4:-4, 4:-4], 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [0.25, 1.0, 4.0])
+@pytest.mark.parametrize("normalization", ["none", "group", "batch"])
+def test_side_layer_resamples_to_working_resolution(scale, normalization):
+    layer = kd_layers.SideLayer(4, scale=scale, normalization=normalization)
+    features = harness.random_images(2, 16, 8)
+    out = layer(features)
+    assert tuple(out.shape) == (2, int(16 * scale), int(8 * scale), 4)
+    assert layer.compute_output_shape((2, 16, 8, 3)) == tuple(out.shape)
+    harness.assert_layer_serializes(layer, features)
+
+
+@pytest.mark.parametrize("use_ffrm", [True, False])
+def test_ffrm_step_refines_every_layer(use_ffrm):
+    layer = kd_layers.FFRMStep(num_layers=6, num_shallow=3, filters=4,
+                               fusion_filters=3, use_ffrm=use_ffrm)
+    features = [harness.random_images(1, 8, 8, seed=i)[..., :2] for i in range(6)]
+    out = layer(features)
+    assert len(out) == 6
+    assert all(tuple(o.shape) == (1, 8, 8, 4) for o in out)
+    harness.assert_layer_serializes(layer, features)
+
+
+def test_ffrm_cross_layer_wiring():
+    """Shallow layers see the deep layers only through FSEF, and vice versa."""
+    layer = kd_layers.FFRMStep(num_layers=6, num_shallow=3, filters=2, fusion_filters=2)
+    base = [np.ones((1, 4, 4, 2), "float32") for _ in range(6)]
+    layer(base)
+    out_a = [np.asarray(o) for o in layer(base)]
+    changed = list(base)
+    changed[5] = changed[5] * 50.0  # perturb a deep layer only
+    out_b = [np.asarray(o) for o in layer(changed)]
+    # Layer 4 (deep) sees FSHF (shallow-only), so it is unchanged.
+    np.testing.assert_allclose(out_a[3], out_b[3])
+    # At least one shallow layer sees the change through FSEF.
+    assert any(not np.allclose(out_a[i], out_b[i]) for i in range(3))
