@@ -49,6 +49,9 @@ class DeFusionNetConfig:
             loaded: "glorot_uniform" (Keras' default) or "he_normal".
         pad_multiple: inputs are padded to a multiple of this inside the
             graph and the maps cropped back, so any H x W works.
+        inference_size: the square size photos are resized to by `detect`,
+            the encoded-image serving signature and TFLite export; training
+            sets it to its training size. The model itself takes any size.
     """
 
     side_channels: int = 32
@@ -63,6 +66,7 @@ class DeFusionNetConfig:
     encoder_width: float = 1.0
     encoder_init: str = "glorot_uniform"
     pad_multiple: int = 32
+    inference_size: int = 320
 
     def __post_init__(self):
         if not 1 <= self.num_steps <= 6:
@@ -92,6 +96,8 @@ class DeFusionNetConfig:
         for name in ("side_kernel_size", "refine_kernel_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
+        if self.inference_size < 32:
+            raise ValueError("inference_size must be at least 32")
         if self.encoder_width <= 0:
             raise ValueError("encoder_width must be positive")
 
