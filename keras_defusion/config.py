@@ -45,6 +45,9 @@ class DeFusionNetConfig:
         encoder_width: multiplier on VGG16's filters. 1.0 uses
             `keras.applications.VGG16`; other values build a VGG16-shaped
             encoder with the same layer names (for fast tests).
+        encoder_batchnorm: batch normalisation after each encoder
+            convolution (VGG16-BN, same layer names); only without
+            pretrained weights, for training from scratch.
         encoder_init: initialiser of the encoder's kernels when no weights are
             loaded: "glorot_uniform" (Keras' default) or "he_normal".
         pad_multiple: inputs are padded to a multiple of this inside the
@@ -64,6 +67,7 @@ class DeFusionNetConfig:
     use_ffrm: bool = True
     normalization: str = "none"
     encoder_width: float = 1.0
+    encoder_batchnorm: bool = False
     encoder_init: str = "glorot_uniform"
     pad_multiple: int = 32
     inference_size: int = 320
@@ -128,6 +132,18 @@ MODEL_PRESETS = {
         fusion_channels=32,
         working_stride=4,
         normalization="group",
+        encoder_init="he_normal",
+    ),
+    "scratch": DeFusionNetConfig(
+        # For training without ImageNet weights on a CPU: VGG16-BN at half width
+        # (a quarter of VGG16's multiply-adds), He initialisation, group norm in
+        # the head, FFRM at 1/4 resolution.
+        side_channels=32,
+        fusion_channels=32,
+        working_stride=4,
+        normalization="group",
+        encoder_width=0.5,
+        encoder_batchnorm=True,
         encoder_init="he_normal",
     ),
 }

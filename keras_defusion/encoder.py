@@ -19,22 +19,32 @@ class BackboneWeightsError(RuntimeError):
     """The encoder's requested weights could not be loaded."""
 
 
-def _narrow_vgg16(width, initializer):
-    """A VGG16-shaped encoder with the same layer names and scaled filters."""
+def _vgg16_like(width, initializer, batchnorm):
+    """A VGG16-shaped encoder: VGG16's layer names, scaled filters.
+
+    With `batchnorm`, each convolution is followed by batch normalisation
+    (named `<conv>_bn`) before its ReLU, as in VGG16-BN; the tapped layers are
+    then the post-ReLU activations, named like VGG16's convolutions.
+    """
     inputs = keras.Input((None, None, 3), name="input_layer")
     x = inputs
     for block, (filters, convs) in enumerate(
         zip(VGG16_FILTERS, VGG16_CONVS_PER_BLOCK), start=1
     ):
         for index in range(1, convs + 1):
+            name = f"block{block}_conv{index}"
             x = keras.layers.Conv2D(
                 max(1, int(round(filters * width))),
                 3,
                 padding="same",
-                activation="relu",
+                activation=None if batchnorm else "relu",
+                use_bias=not batchnorm,
                 kernel_initializer=initializer,
-                name=f"block{block}_conv{index}",
+                name=f"{name}_conv" if batchnorm else name,
             )(x)
+            if batchnorm:
+                x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+                x = keras.layers.Activation("relu", name=name)(x)
         x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
     return keras.Model(inputs, x, name="vgg16")
 
@@ -70,16 +80,20 @@ def _reinitialize(model, initializer_name):
             layer.kernel.assign(initializer(layer.kernel.shape))
 
 
-def build_vgg16_encoder(weights=None, width=1.0, initializer="glorot_uniform"):
+def build_vgg16_encoder(
+    weights=None, width=1.0, initializer="glorot_uniform", batchnorm=False
+):
     """Builds the VGG16 encoder and returns a model of its six side layers.
 
     Args:
         weights: `"imagenet"`, `None` (random) or the path of a local
             weights file for `keras.applications.VGG16(include_top=False)`.
         width: multiplier on VGG16's filters. 1.0 uses
-            `keras.applications.VGG16`; other values (tests) build the same
-            layer names with fewer filters and require `weights=None`.
+            `keras.applications.VGG16`; other values build the same layer
+            names with fewer filters and require `weights=None`.
         initializer: kernel initialiser when `weights` is None.
+        batchnorm: build VGG16-BN (batch normalisation after every
+            convolution) instead; for training from scratch, no weights.
 
     Returns:
         A `keras.Model` named "encoder" taking preprocessed BGR images and
@@ -95,17 +109,18 @@ def build_vgg16_encoder(weights=None, width=1.0, initializer="glorot_uniform"):
             raise BackboneWeightsError(
                 f"backbone weights file not found: {weights}"
             )
-    if width == 1.0:
+    if width == 1.0 and not batchnorm:
         vgg = _keras_vgg16(weights)
         if weights is None and initializer != "glorot_uniform":
             _reinitialize(vgg, initializer)
     else:
         if weights is not None:
             raise ValueError(
-                f"encoder_width={width} builds a narrowed VGG16 that cannot "
-                f"load pretrained weights; pass weights=None"
+                f"encoder_width={width}, encoder_batchnorm={batchnorm} builds "
+                "a VGG16-shaped encoder that cannot load VGG16's pretrained "
+                "weights; pass weights=None"
             )
-        vgg = _narrow_vgg16(width, initializer)
+        vgg = _vgg16_like(width, initializer, batchnorm)
     taps = [vgg.get_layer(name).output for name in TAP_LAYERS]
     return keras.Model(vgg.input, taps, name="encoder")
 

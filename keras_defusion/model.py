@@ -31,7 +31,7 @@ class DeFusionNet(keras.Model):
     Use `inference_model()` for a model returning the fused map only.
 
     Args:
-        preset: a model preset, `"paper"` or `"mobile"`
+        preset: a model preset, `"paper"`, `"mobile"` or `"scratch"`
             (`keras_defusion.MODEL_PRESETS`).
         backbone_weights: the VGG16 encoder's initial weights: `"imagenet"`,
             `None` or the path of a local weights file. Only used when the
@@ -62,7 +62,10 @@ class DeFusionNet(keras.Model):
         x = VGGPreprocess(name="preprocess")(images)
         x = PadToMultiple(config.pad_multiple, name="pad")(x)
         encoder = build_vgg16_encoder(
-            backbone_weights, config.encoder_width, config.encoder_init
+            backbone_weights,
+            config.encoder_width,
+            config.encoder_init,
+            config.encoder_batchnorm,
         )
         taps = encoder(x)
 

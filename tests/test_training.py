@@ -1,0 +1,222 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from keras_defusion import synthetic
+from keras_defusion.losses import deep_supervision_losses
+from tests.conftest import REPO_ROOT
+from training import train as train_lib
+from training.config import TRAINING_PRESETS
+from training.config import get_training_config
+from training.schedules import WarmupSchedule
+
+TINY_MODEL = {"encoder_width": 0.0625, "side_channels": 4, "fusion_channels": 4,
+              "num_steps": 1}
+TINY_CLI = [f"--model-set={k}={v}" for k, v in TINY_MODEL.items()]
+
+
+def tiny_config(**overrides):
+    values = dict(
+        model_overrides=TINY_MODEL,
+        backbone_weights=None,
+        image_size=32,
+        batch_size=4,
+        steps=4,
+        steps_per_epoch=2,
+        warmup_steps=0,
+        val_fraction=0.25,
+        seed=1,
+    )
+    values.update(overrides)
+    return get_training_config("mobile", **values)
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    synthetic.write_synthetic_folder(root, count=12, size=48, seed=3)
+    return root
+
+
+def test_eq6_loss_weights_cover_every_output():
+    losses, weights = deep_supervision_losses(2, lambda_fused=2.0,
+                                              lambda_side={"step1_out3": 0.5})
+    assert len(losses) == len(weights) == 13
+    assert weights["fused"] == 2.0 and weights["step1_out3"] == 0.5
+    assert weights["step2_out6"] == 1.0
+    with pytest.raises(ValueError, match="step3_out1"):
+        deep_supervision_losses(2, lambda_side={"step3_out1": 1.0})
+
+
+def test_schedules():
+    step = WarmupSchedule(1.0, 100, kind="step", drop_at=0.5, drop_factor=0.1)
+    assert float(step(49)) == pytest.approx(1.0)
+    assert float(step(50)) == pytest.approx(0.1)
+    cosine = WarmupSchedule(1.0, 100, kind="cosine", warmup_steps=10)
+    assert float(cosine(0)) == pytest.approx(0.1)
+    assert float(cosine(10)) == pytest.approx(1.0)
+    assert float(cosine(100)) == pytest.approx(0.0, abs=1e-6)
+    assert WarmupSchedule(**cosine.get_config()).get_config() == cosine.get_config()
+
+
+def test_paper_preset_rescales_caffe_rates():
+    paper = TRAINING_PRESETS["paper"]
+    pixels = paper.batch_size * paper.image_size**2
+    assert paper.learning_rate == pytest.approx(1e-8 * pixels)
+    assert paper.weight_decay == pytest.approx(5e-4 / pixels)
+    assert (paper.optimizer, paper.momentum, paper.steps, paper.drop_at) == ("sgd", 0.9, 10000, 0.5)
+
+
+def test_cli_arguments_map_to_config():
+    args = train_lib.build_parser().parse_args(
+        ["--preset", "paper", "--data", "d", "--out", "o", "--batch-size", "8",
+         "--weights", "none", "--model-set", "num_steps=2", "--model-set",
+         "normalization=group"])
+    config = train_lib.config_from_args(args)
+    assert config.batch_size == 8 and config.backbone_weights is None
+    assert config.model_overrides == {"num_steps": 2, "normalization": "group"}
+    assert config.model_preset == "paper"
+
+
+def _fixed_batch_loss(model, directory):
+    from keras_defusion import data
+
+    pairs = data.find_pairs(directory)
+    images, masks = next(iter(data.make_dataset(pairs, 32, 12, training=False)))
+    outputs = model(images)
+    return float(np.mean(keras.losses.binary_crossentropy(masks, outputs["fused"])))
+
+
+def test_few_steps_lower_the_loss(synthetic_dir, tmp_path):
+    config = tiny_config(steps=30, steps_per_epoch=15, learning_rate=3e-3, val_fraction=0.0)
+    keras.utils.set_random_seed(config.seed)
+    initial = train_lib.build_model(config)
+    result = train_lib.train(config, synthetic_dir, tmp_path / "run", verbose=0)
+    trained = keras.saving.load_model(result.final_model)
+    assert _fixed_batch_loss(trained, synthetic_dir) < _fixed_batch_loss(initial, synthetic_dir)
+    for name in ("config.json", "log.csv", "history.json", "curve.png", "final.keras"):
+        assert (tmp_path / "run" / name).exists(), name
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["training"]["steps"] == 30 and saved["model"]["inference_size"] == 32
+
+
+def test_resume_continues_from_the_saved_step(synthetic_dir, tmp_path):
+    out = tmp_path / "run"
+    train_lib.train(tiny_config(), synthetic_dir, out, verbose=0)
+    state = json.loads((out / "checkpoints" / "state.json").read_text())
+    assert state["steps_done"] == 4 and (out / "checkpoints" / "best.keras").exists()
+    with pytest.raises(FileExistsError, match="--resume"):
+        train_lib.train(tiny_config(), synthetic_dir, out, verbose=0)
+    result = train_lib.train(tiny_config(steps=6), synthetic_dir, out, resume=True, verbose=0)
+    state = json.loads((out / "checkpoints" / "state.json").read_text())
+    assert state["steps_done"] == 6 and result.steps_done == 6
+    assert result.history["epoch"] == [0, 1, 2]
+    last = keras.saving.load_model(out / "checkpoints" / "last.keras")
+    assert int(last.optimizer.iterations.numpy()) == 6
+
+
+def test_resume_without_a_checkpoint_is_an_error(synthetic_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train_lib.train(tiny_config(), synthetic_dir, tmp_path / "empty", resume=True)
+
+
+def test_bad_data_stops_before_training_naming_the_file(synthetic_dir, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(synthetic_dir, broken)
+    os.remove(broken / "gt" / "synth_0004.png")
+    (broken / "images" / "synth_0005.jpg").write_bytes(b"")
+    status = train_lib.main(["--preset", "mobile", "--data", str(broken), "--out",
+                             str(tmp_path / "run"), "--weights", "none", *TINY_CLI])
+    message = capsys.readouterr().err
+    assert status == 2
+    assert "synth_0004" in message and "synth_0005.jpg" in message
+    assert not (tmp_path / "run" / "checkpoints" / "last.keras").exists()
+
+
+def _run_python(code, env=None, timeout=300):
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_mirrored_strategy_over_two_logical_cpus(synthetic_dir, tmp_path):
+    code = f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from tests.test_training import tiny_config
+        from training import train
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        assert strategy.num_replicas_in_sync == 2
+        result = train.train(tiny_config(), {str(synthetic_dir)!r}, {str(tmp_path / 'run')!r},
+                             strategy=strategy, verbose=0)
+        print("STEPS", result.steps_done)
+    """
+    process = _run_python(code)
+    try:
+        output, _ = process.communicate(timeout=600)
+    finally:
+        process.kill()
+    assert process.returncode == 0, output
+    assert "STEPS 4" in output
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["replicas"] == 2
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_local_workers_train_together(synthetic_dir, tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    out = tmp_path / "run"
+    code = f"""
+        from tests.test_training import tiny_config
+        from training import train
+        result = train.train(tiny_config(), {str(synthetic_dir)!r}, {str(out)!r}, verbose=0)
+        print("STEPS", result.steps_done, "MODEL", result.final_model)
+    """
+    workers = [
+        _run_python(code, env={"TF_CONFIG": json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}})})
+        for index in range(2)
+    ]
+    outputs = []
+    for worker in workers:
+        try:
+            output, _ = worker.communicate(timeout=600)
+        finally:
+            worker.kill()
+        outputs.append(output)
+    for worker, output in zip(workers, outputs):
+        assert worker.returncode == 0, output
+        assert "STEPS 4" in output, output
+    chief = keras.saving.load_model(out / "final.keras")
+    other = keras.saving.load_model(out / "workers" / "worker-1" / "final.keras")
+    # Both workers applied the same all-reduced updates.
+    for a, b in zip(chief.get_weights(), other.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    log = (out / "log.csv").read_text()
+    assert "val_fused_mae" in log

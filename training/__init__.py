@@ -1,0 +1,1 @@
+"""Training DeFusionNet: run from a clone as `python -m training.train`."""

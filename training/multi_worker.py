@@ -1,0 +1,179 @@
+"""Training across machines: a `strategy.run` loop for MultiWorkerMirrored.
+
+Keras 3's `model.fit` fails under `tf.distribute.MultiWorkerMirroredStrategy`
+(`ValueError: Attempt to convert a value (PerReplica...)`,
+keras-team/keras#20585), so multi-worker runs use this loop instead. It
+trains the same model with the same Eq. 6 loss, optimizer and schedule as
+`fit`, and writes the same run folder on the chief (worker 0): config.json,
+log.csv, history.json, tensorboard/, checkpoints/ (TF checkpoints of model
+and optimizer, for `--resume`; `best.keras` by validation fused MAE) and
+final.keras. Other workers write theirs under `workers/worker-<i>/`, as
+TF requires every worker to save.
+
+Every worker runs the same command with its own `TF_CONFIG`, e.g. for two:
+
+    TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
+                "task": {"type": "worker", "index": 0}}' \\
+        python -m training.train --preset paper --data DIR --out DIR
+
+Each worker reads its shard of the training pairs (pair k goes to worker
+k mod n); `--batch-size` stays the global batch.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+from training import distribution
+
+
+def _task_index():
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    return int(task.get("index", 0))
+
+
+def _per_example_loss(masks, outputs, loss_weights):
+    """Eq. 6 per example: weighted sum over outputs of the mean pixel BCE."""
+    total = 0.0
+    for name, weight in loss_weights.items():
+        pixel_bce = keras.losses.binary_crossentropy(masks, outputs[name])  # [B, H, W]
+        total += weight * tf.reduce_mean(pixel_bce, axis=[1, 2])
+    return total
+
+
+def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=False):
+    """Trains with a custom loop under a MultiWorkerMirroredStrategy.
+
+    Args: as `training.train.train`, with the strategy already made.
+
+    Returns:
+        A `TrainResult` (on every worker; the chief's points at the run
+        folder).
+    """
+    from keras_defusion.losses import deep_supervision_losses
+    from training import train as train_lib
+    from training.schedules import build_optimizer
+
+    chief = distribution.is_chief()
+    work_dir = out_dir if chief else os.path.join(out_dir, "workers", f"worker-{_task_index()}")
+    checkpoint_dir = os.path.join(work_dir, "checkpoints")
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    global_batch = config.batch_size
+    if global_batch % strategy.num_replicas_in_sync:
+        raise ValueError(
+            f"the global batch {global_batch} does not split over "
+            f"{strategy.num_replicas_in_sync} replicas"
+        )
+
+    with strategy.scope():
+        model = train_lib.build_model(config)
+        optimizer = build_optimizer(config)
+        optimizer.build(model.trainable_variables)
+    _, loss_weights = deep_supervision_losses(
+        model.defusion_config.num_steps, config.lambda_fused, config.lambda_side
+    )
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
+    steps_done = 0
+    if resume:
+        if manager.latest_checkpoint is None:
+            raise FileNotFoundError(f"--resume: no checkpoint in {checkpoint_dir}")
+        checkpoint.restore(manager.latest_checkpoint)
+        steps_done = int(optimizer.iterations.numpy())
+
+    val_pairs_count = 0
+
+    def dataset_fn(context):
+        nonlocal val_pairs_count
+        per_replica = dataclasses.replace(
+            config, batch_size=context.get_per_replica_batch_size(global_batch)
+        )
+        _, val_pairs, train, _ = train_lib.build_datasets(
+            per_replica, data_dir, val_dir,
+            per_worker=(context.input_pipeline_id, context.num_input_pipelines),
+        )
+        val_pairs_count = len(val_pairs)
+        return train_lib._with_synthetic_prefix(train, per_replica, steps_done)
+
+    iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+    val_ds = None
+    if chief:
+        _, _, _, val_ds = train_lib.build_datasets(config, data_dir, val_dir)
+
+    @tf.function
+    def train_step(iterator):
+        def step_fn(images, masks):
+            with tf.GradientTape() as tape:
+                outputs = model(images, training=True)
+                per_example = _per_example_loss(masks, outputs, loss_weights)
+                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+            return loss
+
+        images, masks = next(iterator)
+        losses = strategy.run(step_fn, args=(images, masks))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    @tf.function
+    def predict_fused(images):
+        return model(images, training=False)["fused"]
+
+    def validate():
+        errors = []
+        for images, masks in val_ds:
+            errors.append(tf.reduce_mean(tf.abs(predict_fused(images) - masks), axis=[1, 2, 3]))
+        return float(tf.reduce_mean(tf.concat(errors, 0))) if errors else None
+
+    if chief:
+        train_lib.write_json(
+            os.path.join(out_dir, "config.json"),
+            {"training": config.to_dict(), "model": model.get_config(),
+             "data": {"train": os.fspath(data_dir), "val": val_dir and os.fspath(val_dir)},
+             "replicas": strategy.num_replicas_in_sync, "loop": "multi_worker"},
+        )
+    log_path = os.path.join(work_dir, "log.csv")
+    writer = tf.summary.create_file_writer(os.path.join(work_dir, "tensorboard"))
+    best = math.inf
+    start = time.time()
+    total_steps = math.ceil(config.steps / config.steps_per_epoch) * config.steps_per_epoch
+    while steps_done < total_steps:
+        losses = [float(train_step(iterator)) for _ in range(config.steps_per_epoch)]
+        steps_done += config.steps_per_epoch
+        row = {
+            "epoch": steps_done // config.steps_per_epoch - 1,
+            "loss": sum(losses) / len(losses),
+            "learning_rate": float(optimizer.learning_rate),
+        }
+        if chief and val_ds is not None:
+            row["val_fused_mae"] = validate()
+            if row["val_fused_mae"] < best:
+                best = row["val_fused_mae"]
+                train_lib.save_model(model, os.path.join(checkpoint_dir, "best.keras"))
+        manager.save(checkpoint_number=steps_done)  # every worker saves
+        _append_csv(log_path, row)
+        with writer.as_default(step=steps_done):
+            for key, value in row.items():
+                tf.summary.scalar(key, value)
+        print(f"step {steps_done}/{total_steps}: " +
+              " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"), flush=True)
+    return train_lib.finish_run(
+        model, work_dir, config, steps_done=steps_done, seconds=time.time() - start,
+        has_best=val_ds is not None,
+    )
+
+
+def _append_csv(path, row):
+    import csv
+
+    new = not os.path.exists(path)
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
