@@ -1,10 +1,12 @@
 """keras-defusion: DeFusionNet defocus blur detection for TensorFlow/Keras."""
 
-from keras_defusion.config import MODEL_PRESETS
 from keras_defusion.config import DeFusionNetConfig
+from keras_defusion.config import MODEL_PRESETS
 from keras_defusion.config import get_model_config
 from keras_defusion.config import output_names
+from keras_defusion.detector import load_detector
 from keras_defusion.encoder import BackboneWeightsError
 from keras_defusion.model import DeFusionNet
+from keras_defusion.pretrained import DEFAULT_MODEL
 from keras_defusion.utils import set_seed
 from keras_defusion.version import __version__

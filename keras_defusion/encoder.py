@@ -74,9 +74,10 @@ def _keras_vgg16(weights):
 
 def _reinitialize(model, initializer_name):
     """Draws fresh kernels for every Conv2D of `model` (biases stay 0)."""
-    initializer = keras.initializers.get(initializer_name)
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
+            # A new initializer per layer: one instance would repeat its draws.
+            initializer = keras.initializers.get(initializer_name)
             layer.kernel.assign(initializer(layer.kernel.shape))
 
 

@@ -91,6 +91,45 @@ class CropToMatch(layers.Layer):
 
 
 @register
+class UpsampleBilinear(layers.Layer):
+    """Bilinear upsampling by an integer factor, at any input size.
+
+    The same computation as `UpSampling2D(interpolation="bilinear")`, whose
+    Keras 3 implementation cannot be traced when H and W are unknown (it
+    compares the static size in Python), which a serving signature needs.
+
+    Args:
+        factor: the integer scale of H and W.
+    """
+
+    def __init__(self, factor, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, inputs):
+        import tensorflow as tf
+
+        size = tf.shape(inputs)[1:3] * self.factor
+        return tf.image.resize(inputs, size, method="bilinear")
+
+    def compute_output_shape(self, input_shape):
+        def scaled(size):
+            return None if size is None else size * self.factor
+
+        return (
+            input_shape[0],
+            scaled(input_shape[1]),
+            scaled(input_shape[2]),
+            input_shape[3],
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"factor": self.factor})
+        return config
+
+
+@register
 class BilinearKernel(keras.initializers.Initializer):
     """Initialises a `Conv2DTranspose` kernel as bilinear upsampling.
 

@@ -11,6 +11,7 @@ from keras_defusion.layers import CropToMatch
 from keras_defusion.layers import FFRMStep
 from keras_defusion.layers import PadToMultiple
 from keras_defusion.layers import SideLayer
+from keras_defusion.layers import UpsampleBilinear
 from keras_defusion.layers import VGGPreprocess
 
 
@@ -83,10 +84,8 @@ class DeFusionNet(keras.Model):
         def to_map(logits, name):
             """Working-resolution logits -> probabilities at the input size."""
             if config.working_stride > 1:
-                logits = layers.UpSampling2D(
-                    config.working_stride,
-                    interpolation="bilinear",
-                    name=f"{name}_upsample",
+                logits = UpsampleBilinear(
+                    config.working_stride, name=f"{name}_upsample"
                 )(logits)
             logits = CropToMatch(name=f"{name}_crop")([logits, images])
             return layers.Activation("sigmoid", dtype="float32", name=name)(logits)

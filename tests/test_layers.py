@@ -62,14 +62,26 @@ def test_ffrm_step_refines_every_layer(use_ffrm):
 
 def test_ffrm_cross_layer_wiring():
     """Shallow layers see the deep layers only through FSEF, and vice versa."""
-    layer = kd_layers.FFRMStep(num_layers=6, num_shallow=3, filters=2, fusion_filters=2)
-    base = [np.ones((1, 4, 4, 2), "float32") for _ in range(6)]
-    layer(base)
+    keras.utils.set_random_seed(0)
+    layer = kd_layers.FFRMStep(num_layers=6, num_shallow=3, filters=8, fusion_filters=8)
+    base = [harness.random_images(1, 6, 6, seed=i) / 255 for i in range(6)]
     out_a = [np.asarray(o) for o in layer(base)]
     changed = list(base)
-    changed[5] = changed[5] * 50.0  # perturb a deep layer only
+    changed[5] = harness.random_images(1, 6, 6, seed=99) / 255  # a deep layer only
     out_b = [np.asarray(o) for o in layer(changed)]
     # Layer 4 (deep) sees FSHF (shallow-only), so it is unchanged.
     np.testing.assert_allclose(out_a[3], out_b[3])
     # At least one shallow layer sees the change through FSEF.
     assert any(not np.allclose(out_a[i], out_b[i]) for i in range(3))
+
+
+def test_upsample_bilinear_matches_keras_and_traces_at_unknown_size():
+    import tensorflow as tf
+
+    maps = harness.random_images(2, 5, 7)
+    expected = keras.layers.UpSampling2D(4, interpolation="bilinear")(maps)
+    layer = kd_layers.UpsampleBilinear(4)
+    np.testing.assert_allclose(np.asarray(layer(maps)), np.asarray(expected), atol=1e-5)
+    traced = tf.function(layer, input_signature=[tf.TensorSpec([None, None, None, 3])])
+    assert tuple(traced(maps).shape) == (2, 20, 28, 3)
+    harness.assert_layer_serializes(layer, maps)

@@ -165,3 +165,12 @@ def test_same_seed_gives_same_weights():
 
     for a, b in zip(build().get_weights(), build().get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_he_init_draws_different_kernels_per_layer():
+    model = DeFusionNet("mobile", backbone_weights=None, num_steps=1)
+    encoder = model.get_layer("encoder")
+    a = np.asarray(encoder.get_layer("block4_conv2").kernel)
+    b = np.asarray(encoder.get_layer("block4_conv3").kernel)
+    assert not np.allclose(a, b)
+    assert np.std(a) == pytest.approx(np.sqrt(2 / (9 * 512)), rel=0.1)

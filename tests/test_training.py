@@ -163,6 +163,8 @@ def test_mirrored_strategy_over_two_logical_cpus(synthetic_dir, tmp_path):
         from training import train
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         assert strategy.num_replicas_in_sync == 2
+        # 9 training and 3 validation pairs: the last validation batch (3)
+        # splits unevenly over the replicas.
         result = train.train(tiny_config(), {str(synthetic_dir)!r}, {str(tmp_path / 'run')!r},
                              strategy=strategy, verbose=0)
         print("STEPS", result.steps_done)

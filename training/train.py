@@ -159,6 +159,33 @@ def build_datasets(config, data_dir, val_dir=None, per_worker=None):
     return train_pairs, val_pairs, train, val
 
 
+def pad_to_full_batches(dataset, count, batch_size, output_names):
+    """Batches (images, masks) so every batch is full, for multi-replica runs.
+
+    Keras' `fit` and `evaluate` under MirroredStrategy fail on a last batch
+    that does not split evenly over the replicas (AddN shape mismatch).
+    Instead of dropping the remainder, the set is padded with repeats of its
+    first elements at sample weight 0, so every image counts exactly once.
+    """
+    pad = (-count) % batch_size
+
+    def weighted(weight):
+        def add(images, masks):
+            targets = {name: masks for name in output_names}
+            # [1, 1] per image: Keras matches a [B, 1, 1] weight to the
+            # per-pixel loss [B, H, W]; a [B] weight would not broadcast.
+            weights = {name: tf.fill([1, 1], weight) for name in output_names}
+            return images, targets, weights
+
+        return add
+
+    elements = dataset.unbatch()
+    padded = elements.map(weighted(1.0))
+    if pad:
+        padded = padded.concatenate(elements.repeat().take(pad).map(weighted(0.0)))
+    return padded.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
 def _with_synthetic_prefix(train, config, steps_done):
     """Prepends the synthetic warm-up steps not yet done to the real data."""
     remaining = config.synthetic_steps - steps_done
@@ -331,7 +358,10 @@ def _fit(config, data_dir, out_dir, val_dir, strategy, state, verbose):
     output_names = list(model.output_names)
     train_ds = _with_synthetic_prefix(train_ds, config, steps_done).map(_targets(output_names))
     if val_ds is not None:
-        val_ds = val_ds.map(_targets(output_names))
+        if strategy.num_replicas_in_sync > 1:
+            val_ds = pad_to_full_batches(val_ds, len(val_pairs), config.batch_size, output_names)
+        else:
+            val_ds = val_ds.map(_targets(output_names))
 
     write_json(
         os.path.join(out_dir, "config.json"),

@@ -1,0 +1,559 @@
+"""Blur detection on photos with any model artefact the project makes.
+
+`load_detector` loads a trained model from any of these and returns a
+`Detector` with one interface:
+
+- a `.keras` file saved from `keras_defusion.DeFusionNet`, or a Keras model
+  object in memory;
+- a folder in the shipped form (`config.json` + `model.weights.h5`, see
+  `keras_defusion.pretrained`);
+- a SavedModel export folder: the version folder itself, or a TF-Serving
+  layout `<base>/<name>/<version>/` (the highest version is used);
+- a `.tflite` file (float, or full-integer int8/uint8);
+- a registered pretrained model name (`keras_defusion.pretrained`).
+
+Every photo is resized to one square inference size S x S (bilinear,
+antialiased, as training resizes), run through the network, and its map
+resized back to the photo's own size (bilinear), so the network costs the
+same for a 12-MP photo as for a small one. The resizing is
+`export_lib.resize_photos` / `resize_maps`, shared with the exports.
+
+Example:
+
+```python
+detector = load_detector("runs/cuhk/model.keras")
+blur_map = detector.detect("photo.jpg")        # float32 [H, W], 1 = blurred
+maps = detector.detect_batch([photo_a, photo_b])
+```
+"""
+
+import os
+import pathlib
+import warnings
+
+import numpy as np
+from PIL import Image
+
+from keras_defusion import export_lib
+from keras_defusion import image_io
+from keras_defusion import pretrained
+
+DEFAULT_BATCH_SIZE = 8
+FUSED = "fused"
+# The exports' conventions (keras_defusion.export_lib).
+SIGNATURE = export_lib.SERVING_SIGNATURE
+INPUT = export_lib.IMAGES_INPUT
+OUTPUT = export_lib.BLUR_MAP_OUTPUT
+
+
+class ModelLoadError(ValueError):
+    """A model source that cannot be loaded; the message names it."""
+
+
+class Detector:
+    """Runs a blur detection model on photos of any size.
+
+    Build one with `load_detector`. Photos may be file paths, PIL images or
+    numpy arrays: uint8, uint16 or float with values 0..255, grey [H, W],
+    RGB [H, W, 3] or RGBA [H, W, 4] (alpha dropped). Files and PIL images have
+    their EXIF orientation applied, so maps follow the upright photo.
+
+    Attributes:
+        image_size: S, the square size the network runs at.
+        kind: `"keras"`, `"saved_model"` or `"tflite"`.
+        source: what it was loaded from (a path, name or model description).
+        output_names: names of the maps `detect(..., outputs="all")` returns.
+    """
+
+    def __init__(self, runner, image_size, kind, source):
+        self._runner = runner
+        self.image_size = image_size
+        self.kind = kind
+        self.source = source
+
+    @property
+    def output_names(self):
+        return list(self._runner.output_names)
+
+    def __repr__(self):
+        return (
+            f"Detector(kind={self.kind!r}, image_size={self.image_size}, "
+            f"source={str(self.source)!r})"
+        )
+
+    def detect(self, image, outputs=None):
+        """The blur map of one photo, at the photo's own size.
+
+        Args:
+            image: a file path, PIL image or numpy array (see the class).
+            outputs: None for the fused map; `"all"` for a dict of every named
+                map ("fused", "step{j}_out{i}"; Keras models only); or a list
+                of output names for a dict of those.
+
+        Returns:
+            float32 [H, W] in [0, 1] (1 = blurred), or a dict name -> map.
+
+        Raises:
+            image_io.ImageReadError: a file cannot be read (names it).
+            ValueError: an array of unusable shape or values, or unknown
+                outputs.
+        """
+        return self.detect_batch([image], outputs=outputs)[0]
+
+    def detect_batch(self, images, outputs=None, batch_size=DEFAULT_BATCH_SIZE):
+        """Blur maps of photos of different sizes, run `batch_size` at a time.
+
+        Each photo is resized to S x S, the resized photos run as one batch,
+        and each map is resized back to its photo's size.
+
+        Args:
+            images: a list of file paths, PIL images or numpy arrays.
+            outputs: as in `detect`.
+            batch_size: photos per network call (a TFLite model runs them one
+                by one regardless).
+
+        Returns:
+            A list with one map (or dict of maps) per photo, in order.
+        """
+        names = self._output_selection(outputs)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        images = list(images)
+        results = []
+        for start in range(0, len(images), batch_size):
+            sizes, resized = [], []
+            # One full-size photo in memory at a time: 12 MP is 144 MB as float.
+            for image in images[start:start + batch_size]:
+                rgb = to_rgb(image)
+                sizes.append(rgb.shape[:2])
+                resized.append(resize_image(rgb, self.image_size))
+            batch = np.stack(resized)
+            predicted = self._runner.predict(batch, names)
+            for index, size in enumerate(sizes):
+                maps = {name: resize_map(predicted[name][index], size) for name in names}
+                results.append(maps if _wants_dict(outputs) else maps[FUSED])
+        return results
+
+    def _output_selection(self, outputs):
+        available = self._runner.output_names
+        if outputs is None or outputs == FUSED:
+            return [FUSED]
+        if outputs == "all":
+            if self.kind != "keras":
+                raise ValueError(
+                    f"outputs='all' needs the Keras model (.keras file); a "
+                    f"{self.kind} export returns the fused map only"
+                )
+            names = list(available)
+        elif isinstance(outputs, str):
+            raise ValueError(
+                f"outputs must be None, 'all' or a list of output names, got {outputs!r}"
+            )
+        else:
+            names = list(outputs)
+        unknown = [name for name in names if name not in available]
+        if unknown:
+            if self.kind != "keras":
+                raise ValueError(
+                    f"outputs {unknown} need the Keras model (.keras file); a "
+                    f"{self.kind} export returns the fused map only"
+                )
+            raise ValueError(f"unknown outputs {unknown}; this model has {available}")
+        return names
+
+
+def _wants_dict(outputs):
+    return not (outputs is None or outputs == FUSED)
+
+
+# === Photos in, maps out ===
+
+
+def to_rgb(image):
+    """A photo as an RGB array [H, W, 3] with values 0..255 (uint8 or float32).
+
+    Args:
+        image: a file path (EXIF orientation applied), a PIL image of any
+            mode, or a numpy array: uint8, uint16 (scaled by 255 / 65535) or
+            float 0..255, grey [H, W] or [H, W, 1], RGB or RGBA.
+
+    Raises:
+        image_io.ImageReadError: an unreadable file (the message names it).
+        ValueError: an array of unusable shape or values.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        return image_io.load_rgb(image)
+    if isinstance(image, Image.Image):
+        return image_io.to_rgb_array(image)
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4):
+        raise ValueError(
+            f"an image array must be [H, W], [H, W, 1], [H, W, 3] or "
+            f"[H, W, 4], got shape {array.shape}"
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"an image array has no pixels (shape {array.shape})")
+    array = array[..., :3]
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) * np.float32(255.0 / 65535.0)
+    is_float = np.issubdtype(array.dtype, np.floating)
+    if array.dtype == np.bool_ or not (is_float or np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(f"an image array must be numeric, got dtype {array.dtype}")
+    array = array.astype(np.float32)
+    if not np.all(np.isfinite(array)):
+        raise ValueError("an image array holds NaN or infinite values")
+    low, high = float(array.min()), float(array.max())
+    if low < 0 or high > 255:
+        raise ValueError(f"image values must be 0..255, got {low:g}..{high:g}")
+    if is_float and 0 < high <= 1.0:
+        warnings.warn(
+            "a float image with values in 0..1: the detector expects 0..255 "
+            "(multiply by 255)",
+            stacklevel=2,
+        )
+    return array
+
+
+def resize_image(rgb, size):
+    """RGB [H, W, 3] to float32 [size, size, 3], as training and the exports resize."""
+    if rgb.shape[:2] == (size, size):
+        return rgb.astype(np.float32)
+    return export_lib.resize_photos(rgb, size).numpy()
+
+
+def resize_map(blur_map, size):
+    """A map [S, S] back to `size` (H, W), bilinear, clipped to [0, 1]."""
+    blur_map = np.asarray(blur_map, dtype=np.float32)
+    if blur_map.shape != tuple(size):
+        blur_map = export_lib.resize_maps(blur_map[..., None], *size).numpy()[..., 0]
+    return np.clip(blur_map, 0.0, 1.0).astype(np.float32)
+
+
+# === Runners: one per artefact kind ===
+
+
+class _KerasRunner:
+    """A Keras model: a DeFusionNet (dict of maps) or a single-map model."""
+
+    def __init__(self, model):
+        import tensorflow as tf
+
+        try:
+            structure = model.output
+        except (AttributeError, ValueError) as e:
+            raise ModelLoadError(
+                f"{model.name}: not a built functional Keras model ({e})"
+            ) from e
+        if isinstance(structure, dict):
+            self.output_names = list(structure)
+        elif isinstance(structure, (list, tuple)) and len(structure) > 1:
+            self.output_names = list(model.output_names)
+        else:
+            self.output_names = [FUSED]
+        if FUSED not in self.output_names:
+            raise ModelLoadError(
+                f"{model.name}: a Keras model with outputs {self.output_names} "
+                f"has no {FUSED!r} map"
+            )
+        # The fused map alone skips the earlier steps' side maps.
+        fused_model = None
+        if len(self.output_names) == 1:
+            fused_model = model
+        elif hasattr(model, "inference_model"):
+            fused_model = model.inference_model()
+        self._call_all = tf.function(
+            lambda x: model(x, training=False), reduce_retracing=True
+        )
+        self._call_fused = None
+        if fused_model is not None:
+            self._call_fused = tf.function(
+                lambda x: fused_model(x, training=False), reduce_retracing=True
+            )
+
+    def predict(self, batch, names):
+        if names == [FUSED] and self._call_fused is not None:
+            result = {FUSED: self._call_fused(batch)}
+        else:
+            result = self._call_all(batch)
+            if not isinstance(result, dict):
+                result = dict(zip(self.output_names, result))
+        return {name: _squeeze_maps(result[name]) for name in names}
+
+
+def _squeeze_maps(maps):
+    """[N, S, S, 1] or [N, S, S] tensor -> float32 numpy [N, S, S]."""
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim == 4:
+        maps = maps[..., 0]
+    return maps
+
+
+class _SavedModelRunner:
+    """A SavedModel's `serving_default`: images [N, H, W, 3] -> blur_map."""
+
+    output_names = (FUSED,)
+
+    def __init__(self, path):
+        import tensorflow as tf
+
+        self.path = path
+        try:
+            self.loaded = tf.saved_model.load(str(path))
+        except Exception as e:
+            raise ModelLoadError(f"{path}: not a loadable SavedModel ({e})") from e
+        signatures = getattr(self.loaded, "signatures", {})
+        if SIGNATURE not in signatures:
+            raise ModelLoadError(
+                f"{path}: SavedModel has no {SIGNATURE!r} signature "
+                f"(has {sorted(signatures)})"
+            )
+        self.signature = signatures[SIGNATURE]
+        _, input_specs = self.signature.structured_input_signature
+        if INPUT not in input_specs:
+            raise ModelLoadError(
+                f"{path}: signature {SIGNATURE!r} takes "
+                f"{sorted(input_specs)}, not {INPUT!r}"
+            )
+        if OUTPUT not in self.signature.structured_outputs:
+            raise ModelLoadError(
+                f"{path}: signature {SIGNATURE!r} returns "
+                f"{sorted(self.signature.structured_outputs)}, not "
+                f"{OUTPUT!r}"
+            )
+        self.input_shape = tuple(input_specs[INPUT].shape.as_list())
+
+    def fixed_size(self):
+        """The square size the signature requires, or None for any size."""
+        return _square_size(self.input_shape)
+
+    def recorded_size(self):
+        """The `inference_size` in the export's `assets/defusion_config.json`, or None."""
+        try:
+            size = export_lib.load_saved_model_metadata(self.path).get("inference_size")
+        except (export_lib.ExportError, ValueError, OSError):
+            return None
+        return int(size) if size else None
+
+    def predict(self, batch, names):
+        import tensorflow as tf
+
+        result = self.signature(**{INPUT: tf.constant(batch, tf.float32)})
+        return {FUSED: _squeeze_maps(result[OUTPUT])}
+
+
+class _TFLiteRunner:
+    """A TFLite model with a fixed input [1, S, S, 3], float or integer."""
+
+    output_names = (FUSED,)
+
+    def __init__(self, path):
+        try:
+            self.interpreter = export_lib.load_tflite(path, num_threads=os.cpu_count())
+        except Exception as e:
+            raise ModelLoadError(f"{path}: not a loadable TFLite model ({e})") from e
+        signatures = self.interpreter.get_signature_list()
+        signature = signatures.get(SIGNATURE, {})
+        if INPUT not in signature.get("inputs", ()) or OUTPUT not in signature.get(
+            "outputs", ()
+        ):
+            raise ModelLoadError(
+                f"{path}: TFLite model needs a signature {SIGNATURE!r} mapping "
+                f"{INPUT!r} to {OUTPUT!r} (as keras_defusion.export_lib writes); "
+                f"it has {signatures}"
+            )
+        input_detail, _ = export_lib.tflite_io_details(self.interpreter)
+        shape = tuple(int(d) for d in input_detail["shape"])
+        self.size = _square_size(shape)
+        if shape[0] != 1 or shape[-1] != 3 or self.size is None:
+            raise ModelLoadError(
+                f"{path}: TFLite input must be [1, S, S, 3], got {list(shape)}"
+            )
+
+    def predict(self, batch, names):
+        return {FUSED: _squeeze_maps(export_lib.run_tflite(self.interpreter, batch))}
+
+
+def _square_size(shape):
+    """S of a [N, S, S, 3] shape, None when dynamic or not square."""
+    if len(shape) != 4:
+        return None
+    height, width = shape[1], shape[2]
+    if height is None or width is None or height < 1 or height != width:
+        return None
+    return int(height)
+
+
+# === Loading ===
+
+
+def find_saved_model_dir(path):
+    """The SavedModel folder at or under `path`, or None.
+
+    Accepts the version folder itself (holding `saved_model.pb`), a model
+    folder of numbered versions (`<name>/<version>/`, highest wins) or a
+    TF-Serving base folder holding one such model folder.
+
+    Raises:
+        ModelLoadError: the base folder holds several models.
+    """
+    path = pathlib.Path(path)
+
+    def is_saved_model(folder):
+        return (folder / "saved_model.pb").is_file() or (
+            folder / "saved_model.pbtxt"
+        ).is_file()
+
+    def latest_version(folder):
+        versions = [
+            child for child in folder.iterdir()
+            if child.is_dir() and child.name.isdigit() and is_saved_model(child)
+        ]
+        return max(versions, key=lambda child: int(child.name)) if versions else None
+
+    if is_saved_model(path):
+        return path
+    if not path.is_dir():
+        return None
+    version = latest_version(path)
+    if version is not None:
+        return version
+    models = {
+        child.name: latest_version(child)
+        for child in sorted(path.iterdir())
+        if child.is_dir()
+    }
+    models = {name: version for name, version in models.items() if version is not None}
+    if len(models) > 1:
+        raise ModelLoadError(
+            f"{path}: holds several SavedModels ({', '.join(models)}); pass one "
+            f"model's folder"
+        )
+    return next(iter(models.values()), None)
+
+
+def load_detector(source=None, image_size=None):
+    """Loads a model from any artefact the project makes, as a `Detector`.
+
+    Args:
+        source: a `.keras` file, a Keras model object, a shipped-form folder
+            (`config.json` + `model.weights.h5`), a SavedModel folder (or
+            TF-Serving layout), a `.tflite` file, or a registered pretrained
+            name. None: `pretrained.DEFAULT_MODEL`.
+        image_size: the square size S photos are resized to. Default: the
+            model's `defusion_config.inference_size` (Keras), the size the
+            export recorded (SavedModel), or the input size (TFLite, which
+            cannot change it).
+
+    Returns:
+        A `Detector`.
+
+    Raises:
+        pretrained.PretrainedModelMissing: a registered name whose files do
+            not ship (no trained default model ships yet).
+        ModelLoadError: a missing, unsupported or unloadable source (the
+            message names it).
+    """
+    import keras
+
+    if image_size is not None:
+        if isinstance(image_size, bool) or int(image_size) != image_size or image_size < 32:
+            raise ValueError(f"image_size must be an integer of at least 32, got {image_size!r}")
+        image_size = int(image_size)
+    if source is None:
+        source = pretrained.DEFAULT_MODEL
+    if isinstance(source, keras.Model):
+        return _keras_detector(source, image_size, source.name)
+    if not isinstance(source, (str, os.PathLike)):
+        raise ModelLoadError(
+            f"cannot load a detector from a {type(source).__name__}; pass a "
+            f"path, a registered name or a keras.Model"
+        )
+    path = pathlib.Path(source).expanduser()
+    if not path.exists():
+        if str(source) in pretrained.PRETRAINED_MODELS:
+            return _keras_detector(pretrained.load_pretrained(str(source)), image_size, source)
+        raise ModelLoadError(
+            f"{source}: no such file or folder, and not a registered pretrained "
+            f"model (registered: {', '.join(sorted(pretrained.PRETRAINED_MODELS))})"
+        )
+    if path.is_file():
+        name = path.name.lower()
+        if name.endswith(".keras"):
+            return _keras_detector(_load_keras_file(path), image_size, path)
+        if name.endswith(".tflite"):
+            return _tflite_detector(path, image_size)
+        if name.endswith(".weights.h5"):
+            if pretrained.is_pretrained_dir(path.parent):
+                return _keras_detector(
+                    pretrained.load_pretrained_dir(path.parent), image_size, path.parent
+                )
+            raise ModelLoadError(
+                f"{path}: weights alone do not say which model they fit; put the "
+                f"model's {pretrained.CONFIG_FILE} beside them or pass a .keras file"
+            )
+        raise ModelLoadError(
+            f"{path}: unsupported model file; pass a .keras file, a .tflite file, "
+            f"a SavedModel folder or a folder with {pretrained.CONFIG_FILE} + "
+            f"{pretrained.WEIGHTS_FILE}"
+        )
+    if pretrained.is_pretrained_dir(path):
+        return _keras_detector(pretrained.load_pretrained_dir(path), image_size, path)
+    saved_model_dir = find_saved_model_dir(path)
+    if saved_model_dir is None:
+        raise ModelLoadError(
+            f"{path}: folder holds no SavedModel (saved_model.pb, directly or in "
+            f"<name>/<version>/) and no {pretrained.CONFIG_FILE} + "
+            f"{pretrained.WEIGHTS_FILE}"
+        )
+    return _saved_model_detector(saved_model_dir, image_size)
+
+
+def _load_keras_file(path):
+    import keras
+
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as e:
+        raise ModelLoadError(f"{path}: not a loadable .keras model ({e})") from e
+
+
+def _default_size():
+    from keras_defusion.config import DeFusionNetConfig
+
+    return DeFusionNetConfig().inference_size
+
+
+def _keras_detector(model, image_size, source):
+    runner = _KerasRunner(model)
+    fixed = _square_size(tuple(model.input_shape)) if len(model.inputs) == 1 else None
+    config = getattr(model, "defusion_config", None)
+    default = fixed or (config.inference_size if config is not None else _default_size())
+    size = image_size or default
+    if fixed is not None and size != fixed:
+        raise ValueError(f"{source}: the model takes {fixed} x {fixed} only, not {size}")
+    return Detector(runner, size, "keras", source)
+
+
+def _saved_model_detector(path, image_size):
+    runner = _SavedModelRunner(path)
+    fixed = runner.fixed_size()
+    size = image_size or fixed or runner.recorded_size() or _default_size()
+    if fixed is not None and size != fixed:
+        raise ValueError(f"{path}: the SavedModel takes {fixed} x {fixed} only, not {size}")
+    return Detector(runner, size, "saved_model", path)
+
+
+def _tflite_detector(path, image_size):
+    runner = _TFLiteRunner(path)
+    if image_size is not None and image_size != runner.size:
+        raise ValueError(
+            f"{path}: the TFLite model takes {runner.size} x {runner.size} only, "
+            f"not {image_size}"
+        )
+    return Detector(runner, runner.size, "tflite", path)

@@ -1,0 +1,324 @@
+"""Tests of `keras-defusion detect` (keras_defusion.detect_cli) and visualize."""
+
+import pathlib
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_defusion import DeFusionNet
+from keras_defusion import cli
+from keras_defusion import detect_cli
+from keras_defusion import image_io
+from keras_defusion import pretrained
+from keras_defusion import visualize
+from keras_defusion.detector import load_detector
+from tests import harness
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    model = DeFusionNet("mobile", **harness.tiny_model_kwargs(num_steps=1, inference_size=32))
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def detector(model_path):
+    return load_detector(model_path)
+
+
+def save_photo(path, height, width, seed=0, mode="RGB", **options):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    image.convert(mode).save(path, **options)
+    return path
+
+
+def write_png_header(path, width, height):
+    """A PNG that declares width x height pixels but holds none."""
+
+    def chunk(kind, data):
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
+
+
+def run_detect(capsys, *args):
+    status = cli.main(["detect", *map(str, args)])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def image_size(path):
+    with Image.open(path) as image:
+        return image.size, image.mode
+
+
+# === End to end ===
+
+
+def test_folder_with_one_bad_file(model_path, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    save_photo(photos / "beach.jpg", 45, 70)
+    save_photo(photos / "cat.png", 61, 33, seed=1, mode="RGBA")
+    (photos / "broken.jpg").write_text("not a photo\n")
+    (photos / "readme.txt").write_text("ignored\n")
+    out = tmp_path / "out"
+    status, stdout, stderr = run_detect(
+        capsys, photos, "--out", out, "--model", model_path, "--threshold", "0.5"
+    )
+    assert status == 1
+    assert str(photos / "broken.jpg") in stderr and "not a readable image" in stderr
+    assert "2 photo(s) done" in stdout and "1 failed" in stdout
+    assert "s per photo" in stdout and "ignored 1 file" in stdout
+    for stem, size in (("beach", (70, 45)), ("cat", (33, 61))):
+        assert image_size(out / "maps" / f"{stem}.png") == (size, "L")
+        assert image_size(out / "masks" / f"{stem}.png") == (size, "L")
+        assert image_size(out / "overlays" / f"{stem}.jpg") == (size, "RGB")
+        panel_size, _ = image_size(out / "panels" / f"{stem}.jpg")
+        assert panel_size == (3 * size[0] + 2 * 8, size[1])
+        mask = np.asarray(Image.open(out / "masks" / f"{stem}.png"))
+        assert set(np.unique(mask)) <= {0, 255}
+    assert not list(out.rglob("broken*"))
+    assert not list(out.rglob(".tmp-*"))  # atomic writes leave no temporaries
+
+
+def test_maps_are_the_detectors_maps(model_path, detector, tmp_path, capsys):
+    path = save_photo(tmp_path / "in" / "shot.png", 40, 52)
+    status, _, _ = run_detect(capsys, path, "--out", tmp_path / "out", "--model", model_path)
+    assert status == 0
+    written = image_io.load_gray_float(tmp_path / "out" / "maps" / "shot.png")
+    np.testing.assert_allclose(written, detector.detect(path), atol=0.5 / 255 + 1e-6)
+
+
+def test_maps_feed_evaluate(model_path, tmp_path, capsys):
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    for index, (height, width) in enumerate(((30, 40), (25, 33))):
+        save_photo(tmp_path / "photos" / f"im{index}.jpg", height, width, seed=index)
+        mask = np.zeros((height, width), np.uint8)
+        mask[:, : width // 2] = 255
+        Image.fromarray(mask).save(gt / f"im{index}.png")
+    out = tmp_path / "out"
+    assert run_detect(capsys, tmp_path / "photos", "--out", out, "--model", model_path)[0] == 0
+    status = cli.main([
+        "evaluate", "--pred", str(out / "maps"), "--gt", str(gt),
+        "--json", str(tmp_path / "scores.json"),
+    ])
+    assert status == 0 and (tmp_path / "scores.json").is_file()
+
+
+def test_existing_outputs_are_kept_without_overwrite(model_path, tmp_path, capsys):
+    path = save_photo(tmp_path / "in" / "shot.jpg", 40, 52)
+    out = tmp_path / "out"
+    assert run_detect(capsys, path, "--out", out, "--model", model_path)[0] == 0
+    map_path = out / "maps" / "shot.png"
+    image_io.save_png(map_path, np.zeros((3, 3), np.uint8))  # a marker
+
+    status, stdout, stderr = run_detect(capsys, path, "--out", out, "--model", model_path)
+    assert status == 0
+    assert "skipped" in stderr and str(path) in stderr and "1 skipped" in stdout
+    assert image_size(map_path)[0] == (3, 3)
+
+    # A new kind of output (masks) is added; existing files are still kept.
+    status, _, stderr = run_detect(
+        capsys, path, "--out", out, "--model", model_path, "--threshold", "0.3"
+    )
+    assert status == 0 and (out / "masks" / "shot.png").is_file()
+    assert "kept existing" in stderr and image_size(map_path)[0] == (3, 3)
+
+    status, _, _ = run_detect(capsys, path, "--out", out, "--model", model_path, "--overwrite")
+    assert status == 0 and image_size(map_path)[0] == (52, 40)
+
+
+def test_every_bad_input_is_named_and_the_rest_processed(model_path, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "notes.png").write_text("not an image\n")
+    whole = save_photo(tmp_path / "whole.jpg", 64, 64, quality=90).read_bytes()
+    (bad / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    write_png_header(bad / "bomb.png", 20000, 20000)
+    good = save_photo(tmp_path / "good" / "fine.jpg", 30, 40)
+    cases = {
+        bad / "missing.jpg": "no such file",
+        bad / "empty.jpg": "empty file",
+        bad / "notes.png": "not a readable image",
+        bad / "truncated.jpg": "not a readable image",
+        bad / "bomb.png": "decompression bomb",
+        tmp_path / "nowhere" / "*.jpg": "no file matches",
+    }
+    out = tmp_path / "out"
+    status, stdout, stderr = run_detect(
+        capsys, *cases, good, "--out", out, "--model", model_path, "--batch-size", "2"
+    )
+    assert status == 1
+    for path, reason in cases.items():
+        lines = [line for line in stderr.splitlines() if str(path) in line]
+        assert lines and reason in lines[0], (path, stderr)
+    assert "6 failed" in stdout and "1 photo(s) done" in stdout
+    assert (out / "maps" / "fine.png").is_file()
+    assert sorted(p.name for p in (out / "maps").iterdir()) == ["fine.png"]
+
+
+def test_same_stem_from_two_folders(model_path, tmp_path, capsys):
+    save_photo(tmp_path / "a" / "img.jpg", 30, 40)
+    save_photo(tmp_path / "b" / "img.png", 20, 25, seed=1)
+    save_photo(tmp_path / "b" / "other.png", 20, 25, seed=2)
+    out = tmp_path / "out"
+    status, _, _ = run_detect(
+        capsys, tmp_path / "a", tmp_path / "b", "--out", out, "--model", model_path,
+        "--format", "png",
+    )
+    assert status == 0
+    assert sorted(p.name for p in (out / "maps").iterdir()) == [
+        "img__a.png", "img__b.png", "other.png"
+    ]
+    assert image_size(out / "maps" / "img__a.png")[0] == (40, 30)
+    assert image_size(out / "maps" / "img__b.png")[0] == (25, 20)
+    assert (out / "overlays" / "img__b.png").is_file()
+
+
+def test_globs_recursion_and_exif(model_path, tmp_path, capsys):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: displayed rotated 90 degrees.
+    save_photo(tmp_path / "shots" / "turned.jpg", 24, 40, exif=exif)
+    save_photo(tmp_path / "shots" / "deep" / "nested.png", 20, 20)
+    out = tmp_path / "out"
+    status, _, _ = run_detect(
+        capsys, tmp_path / "shots" / "*.jpg", "--out", out, "--model", model_path
+    )
+    assert status == 0
+    assert image_size(out / "maps" / "turned.png")[0] == (24, 40)  # upright: 24 wide
+    assert not (out / "maps" / "nested.png").exists()
+
+    status, _, _ = run_detect(
+        capsys, tmp_path / "shots", "-r", "--out", out, "--model", model_path
+    )
+    assert status == 0 and (out / "maps" / "nested.png").is_file()
+
+
+def test_folder_without_photos_and_output_folder_excluded(model_path, tmp_path, capsys):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("x")
+    status, _, stderr = run_detect(
+        capsys, tmp_path / "docs", "--out", tmp_path / "out", "--model", model_path
+    )
+    assert status == 1 and "no photos in folder" in stderr
+
+    save_photo(tmp_path / "root" / "p.png", 20, 20)
+    out = tmp_path / "root" / "out"
+    for _ in range(2):  # the second run must not read the first run's maps
+        status, stdout, _ = run_detect(
+            capsys, tmp_path / "root", "-r", "--out", out, "--model", model_path
+        )
+        assert status == 0
+    assert "1 input(s)" in stdout
+
+
+def test_missing_default_model_stops_with_a_clear_message(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pretrained, "default_assets_root", lambda: tmp_path / "assets")
+    photo = save_photo(tmp_path / "p.jpg", 20, 20)
+    status, _, stderr = run_detect(capsys, photo, "--out", tmp_path / "out")
+    assert status == 2
+    assert "no trained default model ships" in stderr and "--model PATH" in stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_arguments(model_path, tmp_path, capsys):
+    photo = save_photo(tmp_path / "p.jpg", 20, 20)
+    out = tmp_path / "out"
+    status, _, stderr = run_detect(capsys, photo, "--out", out, "--model", tmp_path / "none.keras")
+    assert status == 2 and str(tmp_path / "none.keras") in stderr
+    for option, value in (("--threshold", "1.5"), ("--batch-size", "0"), ("--image-size", "8")):
+        status, _, stderr = run_detect(
+            capsys, photo, "--out", out, "--model", model_path, option, value
+        )
+        assert status == 2 and option in stderr
+
+
+def test_image_size_option(model_path, tmp_path, capsys):
+    photo = save_photo(tmp_path / "p.jpg", 20, 30)
+    status, _, stderr = run_detect(
+        capsys, photo, "--out", tmp_path / "out", "--model", model_path, "--image-size", "64"
+    )
+    assert status == 0 and "64 x 64" in stderr
+
+
+# === Library pieces ===
+
+
+def test_output_names_rule():
+    photos = [
+        pathlib.Path("a/img.jpg"),
+        pathlib.Path("b/IMG.png"),
+        pathlib.Path("a/img.png"),
+        pathlib.Path("c/img__a.jpg"),
+        pathlib.Path("c/solo.jpg"),
+    ]
+    assert detect_cli.output_names(photos) == [
+        "img__a", "IMG__b", "img__a__2", "img__a__3", "solo"
+    ]
+
+
+def test_detect_paths_returns_a_summary(detector, tmp_path):
+    save_photo(tmp_path / "in" / "x.png", 20, 20)
+    notes = []
+    summary = detect_cli.detect_paths(
+        [tmp_path / "in", tmp_path / "gone.jpg"], tmp_path / "out", detector,
+        progress=False, report=notes.append,
+    )
+    assert [name for _, name in summary.written] == ["x"]
+    assert [path for path, _ in summary.failures] == [str(tmp_path / "gone.jpg")]
+    assert not summary.ok and summary.seconds_per_photo > 0
+    assert any("gone.jpg" in note for note in notes)
+    assert "1 failed" in summary.format()
+
+
+# === Pictures ===
+
+
+def test_visualize_pictures():
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    blur_map = np.zeros((30, 40), np.float32)
+    blur_map[:, 20:] = 1.0
+
+    tinted = visualize.overlay(photo, blur_map, alpha=0.5)
+    np.testing.assert_array_equal(tinted[:, :20], photo[:, :20])
+    expected = photo[:, 20:] * 0.5 + np.array([255, 0, 0]) * 0.5
+    np.testing.assert_allclose(tinted[:, 20:], expected, atol=1.0)
+
+    mask = visualize.binary_mask(blur_map * 0.6, threshold=0.5)
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 255}
+    assert (mask[:, 20:] == 255).all()
+
+    colours = visualize.colorize(np.linspace(0, 1, 5)[None])
+    assert colours.shape == (1, 5, 3)
+    np.testing.assert_array_equal(colours[0, 0], [0, 0, 4])
+    np.testing.assert_array_equal(colours[0, -1], [252, 255, 164])
+    grey = visualize.colorize(blur_map, cmap="gray")
+    assert grey[0, 0, 0] == 0 and grey[0, -1, 0] == 255
+
+    panel = visualize.side_by_side(photo, blur_map, gap=4)
+    assert panel.shape == (30, 3 * 40 + 8, 3)
+    np.testing.assert_array_equal(panel[:, :40], photo)
+    big = visualize.side_by_side(
+        np.zeros((2000, 1000, 3), np.uint8), np.zeros((2000, 1000)), max_side=500
+    )
+    assert big.shape == (500, 3 * 250 + 16, 3)
+
+    with pytest.raises(ValueError, match="differs"):
+        visualize.overlay(photo, blur_map[:10])
+    with pytest.raises(ValueError, match="threshold"):
+        visualize.binary_mask(blur_map, 2.0)

@@ -1,0 +1,296 @@
+"""SavedModel export for TF Serving: layout, both signatures, parity, errors."""
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import keras_defusion
+from keras_defusion import export_lib
+from tests import harness
+from tests.conftest import REPO_ROOT
+
+SIZE = 64
+# Two batch sizes, odd heights and widths (not multiples of 32).
+BATCHES = {"batch1": (1, 45, 67), "batch3": (3, 33, 50)}
+PHOTO_SHAPES = [(50, 70), (90, 41), (37, 37)]
+
+
+def encode(array, image_format):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def photos():
+    rng = np.random.default_rng(1)
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in PHOTO_SHAPES]
+
+
+def encoded_photos():
+    return [encode(photo, fmt) for photo, fmt in zip(photos(), ("PNG", "JPEG", "PNG"))]
+
+
+# Loads the export in a fresh Python, calls both signatures and stores the
+# outputs (or the error message) as files.
+FRESH_PROCESS_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    import numpy as np
+    import tensorflow as tf
+
+    export_dir, work = sys.argv[1], sys.argv[2]
+    loaded = tf.saved_model.load(export_dir)
+    serve = loaded.signatures["serving_default"]
+    encoded_fn = loaded.signatures["detect_encoded"]
+    inputs = np.load(os.path.join(work, "inputs.npz"))
+    for key in inputs.files:
+        out = serve(images=tf.constant(inputs[key]))["blur_map"].numpy()
+        np.save(os.path.join(work, key + "_out.npy"), out)
+    with open(os.path.join(work, "encoded.json")) as f:
+        blobs = [bytes.fromhex(h) for h in json.load(f)]
+    result = encoded_fn(encoded=tf.constant(blobs))
+    for key, value in result.items():
+        np.save(os.path.join(work, "encoded_" + key + ".npy"), value.numpy())
+    errors = {}
+    for name, bad in [("garbage", blobs[:1] + [b"not an image"]), ("empty", [b""]),
+                      ("truncated", [blobs[0][:60]]), ("no_image", [])]:
+        try:
+            encoded_fn(encoded=tf.constant(bad, dtype=tf.string))
+            errors[name] = None
+        except tf.errors.InvalidArgumentError as error:
+            errors[name] = error.message
+    with open(os.path.join(work, "errors.json"), "w") as f:
+        json.dump(errors, f)
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras_defusion.set_seed(0)
+    return keras_defusion.DeFusionNet(
+        "mobile", **harness.tiny_model_kwargs(num_steps=1, inference_size=SIZE)
+    )
+
+
+@pytest.fixture(scope="module")
+def export_dir(model, tmp_path_factory):
+    base = tmp_path_factory.mktemp("serving")
+    return export_lib.export_saved_model(model, base, name="blur", version=7)
+
+
+@pytest.fixture(scope="module")
+def fresh_outputs(export_dir, tmp_path_factory):
+    """Outputs of both signatures computed by a separate Python process."""
+    work = tmp_path_factory.mktemp("fresh")
+    inputs = {
+        key: harness.random_images(*shape, seed=index)
+        for index, (key, shape) in enumerate(BATCHES.items())
+    }
+    np.savez(work / "inputs.npz", **inputs)
+    (work / "encoded.json").write_text(json.dumps([b.hex() for b in encoded_photos()]))
+    script = work / "run_export.py"
+    script.write_text(FRESH_PROCESS_SCRIPT)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run(
+        [sys.executable, str(script), export_dir, str(work)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return work, inputs
+
+
+def test_layout_is_tf_serving(export_dir):
+    assert export_dir.endswith(os.path.join("blur", "7"))
+    assert os.path.isfile(os.path.join(export_dir, "saved_model.pb"))
+    assert os.path.isdir(os.path.join(export_dir, "variables"))
+    siblings = os.listdir(os.path.dirname(export_dir))
+    assert siblings == ["7"], "no temporary folder may be left beside the version"
+    metadata = export_lib.load_saved_model_metadata(export_dir)
+    assert metadata["inference_size"] == SIZE
+    assert metadata["config"]["inference_size"] == SIZE
+    assert metadata["keras_defusion_version"] == keras_defusion.__version__
+    assert set(metadata["signatures"]) == {"serving_default", "detect_encoded"}
+
+
+def test_variables_stored_once(model, export_dir):
+    weights = sum(int(np.prod(w.shape)) * 4 for w in model.inference_model().weights)
+    folder = os.path.join(export_dir, "variables")
+    stored = sum(os.path.getsize(os.path.join(folder, name)) for name in os.listdir(folder))
+    # The index and the object graph add a little; a second copy would be 2x.
+    assert weights <= stored < 1.3 * weights, (stored, weights)
+
+
+@pytest.mark.parametrize("key", sorted(BATCHES))
+def test_fresh_process_matches_keras(model, fresh_outputs, key):
+    work, inputs = fresh_outputs
+    expected = model.inference_model()(inputs[key]).numpy()
+    actual = np.load(work / f"{key}_out.npy")
+    assert actual.shape == inputs[key].shape[:3] + (1,)
+    np.testing.assert_allclose(actual, expected, atol=1e-5)
+
+
+def test_encoded_maps_at_original_sizes(model, fresh_outputs):
+    import tensorflow as tf
+
+    work, _ = fresh_outputs
+    blur_map = np.load(work / "encoded_blur_map.npy")
+    heights = np.load(work / "encoded_height.npy")
+    widths = np.load(work / "encoded_width.npy")
+    assert heights.dtype == np.int32 and widths.dtype == np.int32
+    assert list(zip(heights, widths)) == PHOTO_SHAPES
+    max_h, max_w = max(h for h, _ in PHOTO_SHAPES), max(w for _, w in PHOTO_SHAPES)
+    assert blur_map.shape == (len(PHOTO_SHAPES), max_h, max_w, 1)
+    inference = model.inference_model()
+    for index, blob in enumerate(encoded_photos()):
+        h, w = PHOTO_SHAPES[index]
+        decoded = tf.io.decode_image(blob, channels=3, expand_animations=False).numpy()
+        small = export_lib.preprocess_photo(decoded, SIZE)
+        expected = export_lib.resize_maps(inference(small), h, w).numpy()[0]
+        np.testing.assert_allclose(blur_map[index, :h, :w], expected, atol=1e-5)
+        assert not blur_map[index, h:].any() and not blur_map[index, :, w:].any()
+        assert 0.0 <= blur_map[index, :h, :w].min() and blur_map[index, :h, :w].max() <= 1.0
+
+
+def test_malformed_bytes_fail_with_a_clear_message(fresh_outputs):
+    work, _ = fresh_outputs
+    errors = json.loads((work / "errors.json").read_text())
+    assert "detect_encoded: encoded[1] (12 bytes) is not a JPEG/PNG/GIF/BMP/WebP file" in errors["garbage"]
+    assert "encoded[0] (0 bytes)" in errors["empty"]
+    assert "detect_encoded: encoded is empty; send at least one image" in errors["no_image"]
+    # A truncated PNG passes the format check; the decoder rejects it.
+    assert errors["truncated"] and "PNG" in errors["truncated"]
+
+
+def test_saved_model_cli_shows_both_signatures(export_dir):
+    cli = shutil.which("saved_model_cli")
+    if cli is None:
+        pytest.skip("saved_model_cli not on PATH")
+    done = subprocess.run(
+        [cli, "show", "--dir", export_dir, "--all"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    for text in (
+        "signature_def['serving_default']",
+        "signature_def['detect_encoded']",
+        "inputs['images'] tensor_info",
+        "shape: (-1, -1, -1, 3)",
+        "inputs['encoded'] tensor_info",
+        "outputs['blur_map'] tensor_info",
+        "outputs['height'] tensor_info",
+    ):
+        assert text in done.stdout
+
+
+def test_predict_requests_for_both_signatures(export_dir):
+    """A TF Serving gRPC PredictRequest per signature, decoded and run."""
+    predict_pb2 = pytest.importorskip(
+        "tensorflow_serving.apis.predict_pb2",
+        reason="pip install --no-deps tensorflow-serving-api",
+    )
+    import tensorflow as tf
+
+    images = harness.random_images(2, 40, 56, seed=3)
+    blobs = encoded_photos()[:2]
+    requests = []
+    for signature, key, value in (
+        ("serving_default", "images", tf.make_tensor_proto(images)),
+        ("detect_encoded", "encoded", tf.make_tensor_proto(blobs, dtype=tf.string)),
+    ):
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "blur"
+        request.model_spec.signature_name = signature
+        request.inputs[key].CopyFrom(value)
+        requests.append(predict_pb2.PredictRequest.FromString(request.SerializeToString()))
+
+    loaded = tf.saved_model.load(export_dir)
+    for request in requests:
+        function = loaded.signatures[request.model_spec.signature_name]
+        arguments = {
+            name: tf.constant(tf.make_ndarray(proto)) for name, proto in request.inputs.items()
+        }
+        assert set(arguments) == set(function.structured_input_signature[1])
+        outputs = function(**arguments)
+        assert "blur_map" in outputs
+    direct = loaded.signatures["serving_default"](images=tf.constant(images))["blur_map"]
+    assert direct.shape == (2, 40, 56, 1)
+
+
+def test_existing_version_is_not_overwritten(model, export_dir):
+    base = os.path.dirname(os.path.dirname(export_dir))
+    with pytest.raises(FileExistsError, match="already exists"):
+        export_lib.export_saved_model(model, base, name="blur", version=7)
+
+
+@pytest.mark.parametrize("name,version", [("a/b", 1), ("", 1), ("m", 0), ("m", "1")])
+def test_bad_name_or_version(name, version, tmp_path):
+    with pytest.raises(ValueError):
+        export_lib.saved_model_dir(tmp_path, name, version)
+
+
+def test_rejects_a_plain_keras_model(tmp_path):
+    import keras
+
+    plain = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(1, 1)])
+    with pytest.raises(TypeError, match="DeFusionNet"):
+        export_lib.export_saved_model(plain, tmp_path)
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "export.saved_model", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        timeout=300,
+    )
+
+
+def test_cli_missing_model_file(tmp_path):
+    from export import saved_model as cli
+
+    missing = tmp_path / "nope.keras"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--model", str(missing), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+
+
+def test_cli_missing_model_message(tmp_path, capsys):
+    from export import saved_model as cli
+
+    bad = tmp_path / "broken.keras"
+    bad.write_bytes(b"not a zip archive")
+    for path, message in ((tmp_path / "nope.keras", "no such model file"),
+                          (bad, "cannot load this .keras file"),
+                          (tmp_path, "is a folder")):
+        with pytest.raises(SystemExit):
+            cli.main(["--model", str(path), "--out", str(tmp_path / "out")])
+        assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_end_to_end(model, tmp_path):
+    model_path = tmp_path / "model.keras"
+    model.save(model_path)
+    done = run_cli("--model", str(model_path), "--out", str(tmp_path / "serving"), "--version", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    export_dir = tmp_path / "serving" / "defusionnet" / "2"
+    assert (export_dir / "saved_model.pb").is_file()
+    again = run_cli("--model", str(model_path), "--out", str(tmp_path / "serving"), "--version", "2")
+    assert again.returncode == 2 and "already exists" in again.stderr

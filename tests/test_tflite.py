@@ -1,0 +1,263 @@
+"""TFLite export: every mode converts, runs in LiteRT, holds builtin ops only."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import keras_defusion
+from keras_defusion import export_lib
+from tests import harness
+from tests.conftest import REPO_ROOT
+
+SIZE = 64
+
+
+def calibration_set(count=6):
+    """Smooth random RGB photos (uint8) of mixed sizes."""
+    rng = np.random.default_rng(5)
+    photos = []
+    for index in range(count):
+        h, w = 60 + 7 * index, 90 - 5 * index
+        coarse = rng.uniform(0, 255, (h // 8 + 2, w // 8 + 2, 3))
+        photo = np.kron(coarse, np.ones((8, 8, 1)))[:h, :w]
+        photos.append(photo.astype(np.uint8))
+    return photos
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras_defusion.set_seed(0)
+    return keras_defusion.DeFusionNet(
+        "mobile", **harness.tiny_model_kwargs(num_steps=1, inference_size=SIZE)
+    )
+
+
+@pytest.fixture(scope="module")
+def files(model, tmp_path_factory):
+    """One file per mode, plus an int8 file with int8 input and output."""
+    folder = tmp_path_factory.mktemp("tflite")
+    paths = {}
+    for mode in export_lib.TFLITE_MODES:
+        paths[mode] = export_lib.export_tflite(
+            model,
+            folder / f"{mode}.tflite",
+            mode,
+            calibration_images=calibration_set() if mode == "int8" else None,
+        )
+    paths["int8-io-int8"] = export_lib.export_tflite(
+        model,
+        folder / "int8_signed.tflite",
+        "int8",
+        calibration_images=calibration_set(),
+        io_dtype="int8",
+    )
+    return paths
+
+
+@pytest.fixture(scope="module")
+def photo_batch():
+    return np.concatenate([export_lib.preprocess_photo(p, SIZE) for p in calibration_set(2)])
+
+
+ALL_FILES = list(export_lib.TFLITE_MODES) + ["int8-io-int8"]
+
+
+@pytest.mark.parametrize("key", ALL_FILES)
+def test_runs_with_right_shape_and_range(files, photo_batch, key):
+    interpreter = export_lib.load_tflite(files[key])
+    assert list(interpreter.get_signature_list()) == ["serving_default"]
+    signature = interpreter.get_signature_list()["serving_default"]
+    assert signature == {"inputs": ["images"], "outputs": ["blur_map"]}
+    maps = export_lib.run_tflite(interpreter, photo_batch)
+    assert maps.shape == (len(photo_batch), SIZE, SIZE, 1)
+    assert maps.dtype == np.float32
+    assert np.isfinite(maps).all() and maps.min() >= 0.0 and maps.max() <= 1.0
+
+
+def test_float32_matches_keras(model, files, photo_batch):
+    expected = model.inference_model()(photo_batch).numpy()
+    actual = export_lib.run_tflite(export_lib.load_tflite(files["float32"]), photo_batch)
+    np.testing.assert_allclose(actual, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("key", ["float16", "dynamic", "int8"])
+def test_quantized_maps_stay_close(files, photo_batch, key):
+    reference = export_lib.run_tflite(export_lib.load_tflite(files["float32"]), photo_batch)
+    maps = export_lib.run_tflite(export_lib.load_tflite(files[key]), photo_batch)
+    # Loose: a random tiny model; the benchmark measures the trained one.
+    assert np.abs(maps - reference).mean() < 0.1
+
+
+@pytest.mark.parametrize("key", ALL_FILES)
+def test_builtin_ops_only(files, key):
+    ops = export_lib.tflite_op_names(files[key])
+    assert "CONV_2D" in ops
+    assert not [op for op in ops if op.startswith("Flex") or op == "CUSTOM"]
+    assert export_lib.check_builtin_ops(files[key]) == ops
+
+
+@pytest.mark.parametrize("key", ["float16", "dynamic", "int8"])
+def test_quantized_file_is_smaller(files, key):
+    assert os.path.getsize(files[key]) < os.path.getsize(files["float32"])
+
+
+def test_int8_io_types_and_quantization(files):
+    for key, dtype in (("int8", np.uint8), ("int8-io-int8", np.int8)):
+        interpreter = export_lib.load_tflite(files[key])
+        input_details, output_details = export_lib.tflite_io_details(interpreter)
+        assert input_details["dtype"] == dtype and output_details["dtype"] == dtype
+    # Calibration pins the input range to 0..255: a uint8 input is the pixel.
+    sidecar = json.loads(open(export_lib.tflite_sidecar_path(files["int8"])).read())
+    assert sidecar["input"]["quantization"] == {"scale": 1.0, "zero_point": 0}
+    assert sidecar["output"]["quantization"]["scale"] == pytest.approx(1 / 256)
+
+
+@pytest.mark.parametrize("key", ALL_FILES)
+def test_sidecar(files, key):
+    path = files[key]
+    sidecar = json.loads(open(export_lib.tflite_sidecar_path(path)).read())
+    assert sidecar["model_name"] == "defusionnet"
+    assert sidecar["keras_defusion_version"] == keras_defusion.__version__
+    assert sidecar["mode"] == key.split("-")[0]
+    assert sidecar["input"]["shape"] == [1, SIZE, SIZE, 3]
+    assert sidecar["input"]["name"] == "images" and sidecar["output"]["name"] == "blur_map"
+    assert "0..255" in sidecar["input"]["range"]
+    assert "1 = blurred" in sidecar["output"]["meaning"]
+    assert sidecar["file_bytes"] == os.path.getsize(path)
+    if sidecar["input"]["dtype"] == "float32":
+        assert sidecar["input"]["quantization"] is None
+
+
+def test_task_library_metadata(files):
+    if not export_lib.tflite_metadata_available():
+        pytest.skip("tflite-support not importable: pip install --no-deps tflite-support==0.4.4")
+    for key in ("float32", "int8"):
+        text = export_lib.read_tflite_metadata_json(files[key])
+        assert text is not None, key
+        metadata = json.loads(text)
+        assert metadata["name"] == "defusionnet"
+        assert metadata["version"] == keras_defusion.__version__
+        graph = metadata["subgraph_metadata"][0]
+        image = graph["input_tensor_metadata"][0]
+        assert image["name"] == "images"
+        assert image["process_units"][0]["options"] == {"mean": [0.0] * 3, "std": [1.0] * 3}
+        output = graph["output_tensor_metadata"][0]
+        assert output["name"] == "blur_map"
+        assert output["associated_files"][0]["type"] == "TENSOR_AXIS_LABELS"
+        sidecar = json.loads(open(export_lib.tflite_sidecar_path(files[key])).read())
+        assert sidecar["tflite_metadata"]["embedded"] is True
+
+
+def test_flex_ops_are_detected(tmp_path):
+    """A file that needs Select-TF ops is reported by name and refused."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
+    def cumprod(x):
+        return tf.math.cumprod(x, axis=1)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [cumprod.get_concrete_function()], tf.Module()
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    with pytest.raises(Exception):
+        converter.convert()
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS,
+        tf.lite.OpsSet.SELECT_TF_OPS,
+    ]
+    flex = converter.convert()
+    assert "FlexCumprod" in export_lib.tflite_op_names(flex)
+    with pytest.raises(export_lib.ExportError, match="FlexCumprod"):
+        export_lib.check_builtin_ops(flex)
+
+
+def test_modes_are_a_closed_set():
+    from export import tflite as cli
+
+    assert export_lib.TFLITE_MODES == ("float32", "float16", "dynamic", "int8")
+    assert cli.MODES == export_lib.TFLITE_MODES
+    assert export_lib.parse_tflite_mode("int8") is export_lib.TFLiteMode.INT8
+    with pytest.raises(ValueError, match="float32, float16, dynamic, int8"):
+        export_lib.parse_tflite_mode("int4")
+
+
+def test_int8_needs_calibration(model, tmp_path):
+    with pytest.raises(ValueError, match="calibration"):
+        export_lib.export_tflite(model, tmp_path / "m.tflite", "int8")
+    with pytest.raises(export_lib.ExportError, match="does not exist"):
+        export_lib.export_tflite(
+            model, tmp_path / "m.tflite", "int8", calibration_images=tmp_path / "none"
+        )
+    with pytest.raises(ValueError, match="io_dtype"):
+        export_lib.export_tflite(model, tmp_path / "m.tflite", "int8", io_dtype="int16")
+    assert not os.listdir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def model_file(model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("keras") / "model.keras"
+    model.save(path)
+    return path
+
+
+def test_cli_end_to_end(model_file, tmp_path):
+    out = tmp_path / "out" / "blur.tflite"
+    done = subprocess.run(
+        [sys.executable, "-m", "export.tflite", "--model", str(model_file),
+         "--mode", "dynamic", "--out", str(out), "--size", "96"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert str(out) in done.stdout
+    interpreter = export_lib.load_tflite(out)
+    input_details, _ = export_lib.tflite_io_details(interpreter)
+    assert list(input_details["shape"]) == [1, 96, 96, 3]
+    sidecar = json.loads(open(export_lib.tflite_sidecar_path(out)).read())
+    assert sidecar["mode"] == "dynamic" and sidecar["input"]["shape"] == [1, 96, 96, 3]
+    assert sorted(os.listdir(out.parent)) == ["blur.tflite", "blur.tflite.json"]
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--mode", "int4"], "invalid choice: 'int4'"),
+        (["--mode", "int8"], "--mode int8 needs --calibration DIR"),
+        (["--mode", "int8", "--calibration", "/nonexistent/photos"], "no such folder"),
+        (["--mode", "float32", "--calibration", "."], "only used by --mode int8"),
+        (["--mode", "float32", "--size", "8"], "--size must be at least 32"),
+    ],
+)
+def test_cli_bad_arguments(model_file, tmp_path, capsys, extra, message):
+    from export import tflite as cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--model", str(model_file), "--out", str(tmp_path / "m.tflite"), *extra])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_cli_bad_model_file(tmp_path, capsys):
+    from export import tflite as cli
+
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"not a zip archive")
+    for path, message in (
+        (tmp_path / "missing.keras", "no such model file"),
+        (broken, "cannot load this .keras file"),
+        (tmp_path / "weights.h5", "expected a .keras file"),
+    ):
+        if path.suffix == ".h5":
+            path.write_bytes(b"x")
+        with pytest.raises(SystemExit):
+            cli.main(["--model", str(path), "--mode", "float32", "--out", str(tmp_path / "m.tflite")])
+        assert message in capsys.readouterr().err
