@@ -19,7 +19,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["keras_defusion", "keras_defusion.*"]),
-    package_data={"keras_defusion": ["assets/*", "assets/**/*"]},
+    package_data={"keras_defusion": ["assets/*/*"]},
     install_requires=[
         'tensorflow-cpu>=2.16,<2.22; platform_machine == "x86_64"',
         'tensorflow>=2.16,<2.22; platform_machine != "x86_64"',

@@ -30,7 +30,6 @@ def build_parser():
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(_module=module_name)
-        # Imported lazily so `--help` for one command does not load TF for all.
         importlib.import_module(module_name).add_arguments(sub)
     return parser
 

@@ -37,12 +37,12 @@ PRETRAINED_MODELS = {
     model.name: model
     for model in (
         PretrainedModel(
-            "defusionnet-mobile-cuhk",
-            "DeFusionNet, mobile preset, trained on the CUHK blur dataset",
+            "defusionnet-scratch-cuhk",
+            "DeFusionNet, scratch preset (VGG16-BN, no ImageNet), trained on CUHK",
         ),
     )
 }
-DEFAULT_MODEL = "defusionnet-mobile-cuhk"
+DEFAULT_MODEL = "defusionnet-scratch-cuhk"
 
 
 class PretrainedModelMissing(FileNotFoundError):

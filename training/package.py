@@ -1,0 +1,76 @@
+"""Package a trained model as a shipped, named model of keras-defusion.
+
+    python -m training.package --run runs/cuhk --name defusionnet-scratch-cuhk \\
+        --calibration ../shared/data/CUHK/train/images
+
+Writes `keras_defusion/assets/<name>/`: config.json and float16 weights (what
+`load_pretrained(name)` reads), the full-integer TFLite file
+`model_int8.tflite` with its JSON sidecar, and the run's training config,
+history and curve, so the shipped model carries how it was made.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+
+from keras_defusion import pretrained
+
+RUN_FILES = {"config.json": "training_config.json", "history.json": "history.json",
+             "curve.png": "curve.png", "log.csv": "log.csv"}
+SIZE_LIMIT_BYTES = 50 * 1024 * 1024
+
+
+def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
+                num_calibration=200):
+    """Writes the shipped form of a run's model; returns the folder.
+
+    Args:
+        run_dir: a training run folder.
+        name: a name registered in `keras_defusion.pretrained.PRETRAINED_MODELS`.
+        calibration: folder of real photos for the int8 TFLite export.
+        model_file: the `.keras` file to ship (default: the run's best
+            checkpoint by validation MAE, else `final.keras`).
+        assets_root: where to write (default: the package's assets folder).
+        num_calibration: at most this many calibration photos.
+    """
+    import keras
+
+    from keras_defusion import export_lib
+    from training.train import float32_copy
+
+    if model_file is None:
+        best = os.path.join(run_dir, "checkpoints", "best.keras")
+        model_file = best if os.path.exists(best) else os.path.join(run_dir, "final.keras")
+    model = float32_copy(keras.saving.load_model(model_file, compile=False))
+    directory = pretrained.pretrained_dir(name, assets_root)
+    pretrained.save_pretrained(model, directory)
+    export_lib.export_tflite(
+        model, directory / pretrained.INT8_TFLITE_FILE, "int8",
+        calibration_images=calibration, num_calibration=num_calibration,
+    )
+    for source, target in RUN_FILES.items():
+        if os.path.exists(os.path.join(run_dir, source)):
+            shutil.copyfile(os.path.join(run_dir, source), directory / target)
+    total = sum(path.stat().st_size for path in directory.iterdir())
+    if total > SIZE_LIMIT_BYTES:
+        raise ValueError(f"{directory}: {total / 2**20:.1f} MiB is over the 50 MiB limit")
+    print(f"wrote {directory} ({total / 2**20:.1f} MiB) from {model_file}")
+    return directory
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="training run folder")
+    parser.add_argument("--name", default=pretrained.DEFAULT_MODEL)
+    parser.add_argument("--model", help="the .keras file (default: the run's best)")
+    parser.add_argument("--calibration", required=True, help="photos for int8 calibration")
+    parser.add_argument("--num-calibration", type=int, default=200)
+    args = parser.parse_args(argv)
+    package_run(args.run, args.name, args.calibration, args.model,
+                num_calibration=args.num_calibration)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
