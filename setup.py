@@ -26,6 +26,7 @@ setup(
         "keras>=3.3,<4",
         "tensorboard>=2.16",
         "numpy>=1.26",
+        "h5py>=3.10",
         "pillow>=10",
         "scikit-image>=0.22",
         "scipy>=1.11",
@@ -33,7 +34,9 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        # CUDA wheels; installs beside tensorflow-cpu, whose modules it shadows.
+        # CUDA wheels. Both tensorflow and tensorflow-cpu install the same
+        # `tensorflow` package: on a GPU machine `pip uninstall tensorflow-cpu`
+        # first (see README, Development).
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
         "tflite": ["ai-edge-litert>=1.2"],
         "test": ["pytest>=7", "scikit-learn>=1.3", "ai-edge-litert>=1.2"],

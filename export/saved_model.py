@@ -44,9 +44,14 @@ def main(argv=None):
         model = export_lib.load_model_file(args.model)
     except export_lib.ExportError as error:
         parser.error(f"--model {error}")
-    path = export_lib.export_saved_model(
-        model, args.out, name=args.name, version=args.version, overwrite=args.overwrite
-    )
+    try:
+        path = export_lib.export_saved_model(
+            model, args.out, name=args.name, version=args.version, overwrite=args.overwrite
+        )
+    except (export_lib.ExportError, ValueError, OSError) as error:
+        # OSError: an unwritable --out, or a version written meanwhile.
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     size = model.defusion_config.inference_size
     print(f"SavedModel: {path}")
     print(f"  {export_lib.SERVING_SIGNATURE}: images float32 [N, H, W, 3] RGB 0..255 -> blur_map [N, H, W, 1]")

@@ -14,7 +14,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-MODES = ("float32", "float16", "dynamic", "int8")  # keras_defusion.export_lib.TFLITE_MODES
+from keras_defusion import export_lib  # noqa: E402  (after the log level is set)
+
+MODES = export_lib.TFLITE_MODES
 
 
 def build_parser():
@@ -51,8 +53,6 @@ def main(argv=None):
     if args.num_calibration < 1:
         parser.error(f"--num-calibration must be positive, got {args.num_calibration}")
 
-    from keras_defusion import export_lib
-
     try:
         model = export_lib.load_model_file(args.model)
     except export_lib.ExportError as error:
@@ -68,9 +68,11 @@ def main(argv=None):
             num_calibration=args.num_calibration,
             metadata=not args.no_metadata,
         )
-    except export_lib.ExportError as error:
+    except (export_lib.ExportError, ValueError, OSError) as error:
+        # ValueError covers image_io.ImageReadError (an unreadable calibration
+        # photo, named in the message); OSError an unwritable --out.
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return 2
     sidecar = export_lib.tflite_sidecar_path(path)
     print(f"TFLite ({args.mode}): {path} ({os.path.getsize(path)} bytes)")
     print(f"  sidecar: {sidecar}")

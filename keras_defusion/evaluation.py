@@ -408,6 +408,38 @@ def parse_pred_spec(spec):
     return pathlib.Path(spec).resolve().name or spec, spec
 
 
+def model_method_name(source):
+    """The method name of `--model SOURCE` in the scores.
+
+    A SavedModel version folder (`serving/defusionnet/1`) or a serving base
+    folder is named after its model folder (`defusionnet`), another folder by
+    its own name, a file by its stem (a shipped-form weights file by its
+    folder), and a registered pretrained name by that name.
+    """
+    from keras_defusion import pretrained
+
+    text = str(source)
+    path = pathlib.Path(text).expanduser()
+    if not path.exists():
+        if text in pretrained.PRETRAINED_MODELS:
+            return text
+        return path.stem or text or "model"
+    path = path.resolve()
+    if path.is_dir():
+        try:
+            from keras_defusion.detector import find_saved_model_dir
+
+            found = pathlib.Path(find_saved_model_dir(path))
+        except Exception:  # not a SavedModel layout: a shipped-form folder
+            found = None
+        if found is not None and found.name.isdigit() and found.parent.name:
+            return found.parent.name
+        return path.name or "model"
+    if path.name == pretrained.WEIGHTS_FILE and path.parent.name:
+        return path.parent.name
+    return path.stem or "model"
+
+
 # --- command line -------------------------------------------------------------
 
 
@@ -497,20 +529,22 @@ def run(args):
             detector = load_detector(args.model)
             results = evaluate_detector(
                 detector, images_dir, args.gt, outputs=args.outputs,
-                name=pathlib.Path(args.model).stem or "model",
+                name=model_method_name(args.model),
                 gt_polarity=args.gt_polarity, adaptive_factor=args.adaptive_factor,
                 progress=_print_progress,
             )
             extra = {"sources": "model", "model": str(args.model), "images_dir": str(images_dir)}
+        # Writing is inside the try: an unwritable --json or --plots path is an
+        # error message, not a traceback.
+        write_json(build_report(results, args.gt, extra), args.json)
+        print(format_table(results))
+        print(f"wrote {args.json}")
+        if args.plots:
+            for path in plot_curves(results, args.plots, title=pathlib.Path(args.gt).name):
+                print(f"wrote {path}")
     except (EvaluationError, ValueError, OSError) as e:
         print(f"{prefix} {e}", file=sys.stderr)
         return 1
-    write_json(build_report(results, args.gt, extra), args.json)
-    print(format_table(results))
-    print(f"wrote {args.json}")
-    if args.plots:
-        for path in plot_curves(results, args.plots, title=pathlib.Path(args.gt).name):
-            print(f"wrote {path}")
     return 0
 
 

@@ -63,12 +63,17 @@ def to_rgb_array(image):
 
     EXIF orientation is applied. Grey, palette, CMYK and 16-bit images are
     converted; RGBA loses its alpha channel (the colour values are kept).
+
+    16-bit grey ("I;16*") is always scaled by 255 / 65535, whatever its
+    values, so a dark 16-bit photo stays dark; this matches uint16 arrays in
+    `keras_defusion.detector` and `load_gray_float`. Mode "I" (32-bit int) is
+    what Pillow gives for 16-bit PNG/TIFF data, so it is read on the same
+    0..65535 scale (values outside are clipped).
     """
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if array.max() > 255 else 255.0
-        array = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        array = np.clip(array / 65535.0 * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(array[..., None], 3, axis=-1)
     if image.mode == "F":
         array = np.clip(np.asarray(image) * 255.0 + 0.5, 0, 255).astype(np.uint8)

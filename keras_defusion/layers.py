@@ -161,11 +161,24 @@ def _normalization(kind, channels, name):
     return None
 
 
+@register
 class _ConvBlock(layers.Layer):
-    """Conv (+ optional normalisation) + ReLU; the head's building block."""
+    """Conv (+ optional normalisation) + ReLU; the head's building block.
 
-    def __init__(self, filters, kernel_size, normalization, **kwargs):
+    Internal to `SideLayer` and `FFRMStep` (the class name is part of the
+    weight paths of saved models, hence kept as is).
+
+    Args:
+        filters: output channels.
+        kernel_size: square kernel side.
+        normalization: "none" (conv with bias), "batch" or "group".
+    """
+
+    def __init__(self, filters, kernel_size, normalization="none", **kwargs):
         super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.normalization = normalization
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {normalization!r}")
         self.conv = layers.Conv2D(
@@ -192,6 +205,17 @@ class _ConvBlock(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "normalization": self.normalization,
+            }
+        )
+        return config
 
 
 @register

@@ -132,6 +132,7 @@ class DeFusionNet(keras.Model):
             "backbone_weights": None,
             **self.defusion_config.to_dict(),
             "name": self.name,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
             "trainable": self.trainable,
         }
 

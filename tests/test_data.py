@@ -335,6 +335,27 @@ def test_augmentation_without_rotation_or_zoom_is_exact_or_mirrored():
     assert 0 < mirrored < 12
 
 
+def test_rotation_and_zoom_change_the_image():
+    """With rotation and a zoom of at least 1.1, augmentation is not a no-op."""
+    _, masks = _mask_photos(count=4)
+    photos = [_photo(36, 48, seed=i) for i in range(4)]
+    plain = data.dataset_from_arrays(photos, masks, 24, 4, training=False)
+    plain_images = next(iter(plain))[0].numpy()
+    candidates = [p for image in plain_images for p in (image, image[:, ::-1])]
+    augmented = data.dataset_from_arrays(
+        photos, masks, 24, 4, training=True, seed=1,
+        max_rotation=15, scale_range=(1.1, 1.3),
+    )
+    distances = [
+        min(np.abs(image - p).max() for p in candidates)
+        for images, _ in augmented.take(3)
+        for image in images.numpy()
+    ]
+    # Random photos: a different view differs by many levels somewhere
+    # (measured: over 100 for every image). Stricter than "at least one".
+    assert all(d > 10 for d in distances), distances
+
+
 def test_training_is_reproducible_from_the_seed():
     photos, masks = _mask_photos(count=5)
 

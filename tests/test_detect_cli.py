@@ -1,8 +1,7 @@
 """Tests of `keras-defusion detect` (keras_defusion.detect_cli) and visualize."""
 
+import json
 import pathlib
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from keras_defusion import DeFusionNet
 from keras_defusion import cli
 from keras_defusion import detect_cli
 from keras_defusion import image_io
+from keras_defusion import metrics
 from keras_defusion import pretrained
 from keras_defusion import visualize
 from keras_defusion.detector import load_detector
@@ -37,20 +37,6 @@ def save_photo(path, height, width, seed=0, mode="RGB", **options):
     image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
     image.convert(mode).save(path, **options)
     return path
-
-
-def write_png_header(path, width, height):
-    """A PNG that declares width x height pixels but holds none."""
-
-    def chunk(kind, data):
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-    )
 
 
 def run_detect(capsys, *args):
@@ -101,14 +87,16 @@ def test_maps_are_the_detectors_maps(model_path, detector, tmp_path, capsys):
     np.testing.assert_allclose(written, detector.detect(path), atol=0.5 / 255 + 1e-6)
 
 
-def test_maps_feed_evaluate(model_path, tmp_path, capsys):
+def test_maps_feed_evaluate(model_path, detector, tmp_path, capsys):
     gt = tmp_path / "gt"
     gt.mkdir()
+    photos, masks = [], []
     for index, (height, width) in enumerate(((30, 40), (25, 33))):
-        save_photo(tmp_path / "photos" / f"im{index}.jpg", height, width, seed=index)
+        photos.append(save_photo(tmp_path / "photos" / f"im{index}.jpg", height, width, seed=index))
         mask = np.zeros((height, width), np.uint8)
         mask[:, : width // 2] = 255
         Image.fromarray(mask).save(gt / f"im{index}.png")
+        masks.append(mask == 255)
     out = tmp_path / "out"
     assert run_detect(capsys, tmp_path / "photos", "--out", out, "--model", model_path)[0] == 0
     status = cli.main([
@@ -116,6 +104,19 @@ def test_maps_feed_evaluate(model_path, tmp_path, capsys):
         "--json", str(tmp_path / "scores.json"),
     ])
     assert status == 0 and (tmp_path / "scores.json").is_file()
+    scores = json.loads((tmp_path / "scores.json").read_text())["methods"]["maps"]
+    assert scores["images"] == 2
+    # The same maps scored directly: the detector's, rounded to the PNG's 8 bits.
+    written = metrics.ScoreAccumulator()
+    exact = metrics.ScoreAccumulator()
+    for photo, mask in zip(photos, masks):
+        blur_map = detector.detect(photo)
+        written.add(image_io.map_to_uint8(blur_map) / 255.0, mask)
+        exact.add(blur_map, mask)
+    expected = written.result()
+    for key in ("mae", "max_f", "f_at_0.5", "adaptive_f", "iou_at_0.5"):
+        assert scores[key] == pytest.approx(expected[key], abs=1e-6), key
+    assert scores["mae"] == pytest.approx(exact.result()["mae"], abs=0.5 / 255 + 1e-6)
 
 
 def test_existing_outputs_are_kept_without_overwrite(model_path, tmp_path, capsys):
@@ -148,7 +149,7 @@ def test_every_bad_input_is_named_and_the_rest_processed(model_path, tmp_path, c
     (bad / "notes.png").write_text("not an image\n")
     whole = save_photo(tmp_path / "whole.jpg", 64, 64, quality=90).read_bytes()
     (bad / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
-    write_png_header(bad / "bomb.png", 20000, 20000)
+    harness.write_png_header(bad / "bomb.png", 20000, 20000)
     good = save_photo(tmp_path / "good" / "fine.jpg", 30, 40)
     cases = {
         bad / "missing.jpg": "no such file",

@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from keras_defusion import cli
+from keras_defusion import detector as detector_module
 from keras_defusion import evaluation
 from keras_defusion import metrics
+from keras_defusion import pretrained
 
 
 def _save(path, array):
@@ -241,7 +244,6 @@ def test_cuhk_ground_truth_against_itself(cuhk_dir):
 
 
 def test_cli_model_path_with_fake_loader(dataset, monkeypatch):
-    detector_module = pytest.importorskip("keras_defusion.detector")
     loaded = []
 
     def fake_load_detector(path):
@@ -261,11 +263,56 @@ def test_cli_model_path_with_fake_loader(dataset, monkeypatch):
 
 
 def test_keras_defusion_cli_dispatches_evaluate(dataset):
-    try:
-        from keras_defusion import cli
-    except ImportError as e:  # another subcommand's module may be unfinished
-        pytest.skip(f"keras_defusion.cli not importable: {e}")
     out = dataset["root"] / "via_cli.json"
     status = cli.main(["evaluate", "--gt", str(dataset["split"]), "--pred",
                        str(dataset["root"] / "method_a"), "--json", str(out)])
     assert status == 0 and json.loads(out.read_text())["methods"]["method_a"]["images"] == 4
+
+
+@pytest.mark.parametrize("option", ["--json", "--plots"])
+def test_unwritable_outputs_are_an_error_not_a_traceback(dataset, capsys, option):
+    root = dataset["root"]
+    blocker = root / "a_file"
+    blocker.write_text("x")  # a file where a folder is needed
+    paths = {"--json": root / "scores.json", "--plots": root / "plots"}
+    paths[option] = blocker / "inside"
+    status = _run_cli([
+        "--gt", dataset["split"], "--pred", root / "method_a",
+        "--json", paths["--json"], "--plots", paths["--plots"],
+    ])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.startswith("keras-defusion evaluate: error:") and str(blocker) in err
+    assert not (blocker / "inside").exists()
+
+
+def test_model_method_names(tmp_path):
+    version_dir = tmp_path / "serving" / "defusionnet" / "1"
+    version_dir.mkdir(parents=True)
+    (version_dir / "saved_model.pb").write_bytes(b"")
+    shipped = tmp_path / "my-model"
+    shipped.mkdir()
+    (shipped / pretrained.WEIGHTS_FILE).write_bytes(b"")
+    (tmp_path / "run7.keras").write_bytes(b"")
+    name = evaluation.model_method_name
+    for source in (version_dir, version_dir.parent, tmp_path / "serving"):
+        assert name(source) == "defusionnet", source
+    assert name(str(version_dir) + "/") == "defusionnet"
+    assert name(shipped) == "my-model"
+    assert name(shipped / pretrained.WEIGHTS_FILE) == "my-model"
+    assert name(tmp_path / "run7.keras") == "run7"
+    assert name(pretrained.DEFAULT_MODEL) == pretrained.DEFAULT_MODEL
+    assert name("some/model.keras") == "model"
+
+
+def test_cli_saved_model_version_dir_is_named_after_the_model(dataset, monkeypatch):
+    version_dir = dataset["root"] / "serving" / "blur" / "1"
+    version_dir.mkdir(parents=True)
+    (version_dir / "saved_model.pb").write_bytes(b"")
+    monkeypatch.setattr(
+        detector_module, "load_detector", lambda path: FakeDetector(dataset["masks"])
+    )
+    out = dataset["root"] / "model.json"
+    status = _run_cli(["--gt", dataset["split"], "--model", version_dir, "--json", out])
+    assert status == 0
+    assert list(json.loads(out.read_text())["methods"]) == ["blur"]

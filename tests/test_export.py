@@ -3,7 +3,6 @@
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -59,6 +58,9 @@ FRESH_PROCESS_SCRIPT = textwrap.dedent(
     result = encoded_fn(encoded=tf.constant(blobs))
     for key, value in result.items():
         np.save(os.path.join(work, "encoded_" + key + ".npy"), value.numpy())
+    # The second batch size of detect_encoded: one image.
+    for key, value in encoded_fn(encoded=tf.constant(blobs[:1])).items():
+        np.save(os.path.join(work, "encoded1_" + key + ".npy"), value.numpy())
     errors = {}
     for name, bad in [("garbage", blobs[:1] + [b"not an image"]), ("empty", [b""]),
                       ("truncated", [blobs[0][:60]]), ("no_image", [])]:
@@ -136,6 +138,7 @@ def test_variables_stored_once(model, export_dir):
 def test_fresh_process_matches_keras(model, fresh_outputs, key):
     work, inputs = fresh_outputs
     expected = model.inference_model()(inputs[key]).numpy()
+    harness.assert_map_spread(expected)  # a constant map could not pass
     actual = np.load(work / f"{key}_out.npy")
     assert actual.shape == inputs[key].shape[:3] + (1,)
     np.testing.assert_allclose(actual, expected, atol=1e-5)
@@ -163,6 +166,26 @@ def test_encoded_maps_at_original_sizes(model, fresh_outputs):
         assert 0.0 <= blur_map[index, :h, :w].min() and blur_map[index, :h, :w].max() <= 1.0
 
 
+def test_encoded_batch_of_one(model, fresh_outputs):
+    """detect_encoded at batch 1: no padding, the same map as in the batch of 3."""
+    import tensorflow as tf
+
+    work, _ = fresh_outputs
+    h, w = PHOTO_SHAPES[0]
+    heights = np.load(work / "encoded1_height.npy")
+    widths = np.load(work / "encoded1_width.npy")
+    assert list(zip(heights, widths)) == [(h, w)]
+    single = np.load(work / "encoded1_blur_map.npy")
+    assert single.shape == (1, h, w, 1)
+    decoded = tf.io.decode_image(encoded_photos()[0], channels=3, expand_animations=False)
+    small = export_lib.preprocess_photo(decoded.numpy(), SIZE)
+    expected = export_lib.resize_maps(model.inference_model()(small), h, w).numpy()[0]
+    harness.assert_map_spread(expected)
+    np.testing.assert_allclose(single[0], expected, atol=1e-5)
+    batch = np.load(work / "encoded_blur_map.npy")
+    np.testing.assert_allclose(single[0], batch[0, :h, :w], atol=1e-5)
+
+
 def test_malformed_bytes_fail_with_a_clear_message(fresh_outputs):
     work, _ = fresh_outputs
     errors = json.loads((work / "errors.json").read_text())
@@ -174,11 +197,10 @@ def test_malformed_bytes_fail_with_a_clear_message(fresh_outputs):
 
 
 def test_saved_model_cli_shows_both_signatures(export_dir):
-    cli = shutil.which("saved_model_cli")
-    if cli is None:
-        pytest.skip("saved_model_cli not on PATH")
+    # Run as a module of the installed TensorFlow, so it never depends on PATH.
+    cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
     done = subprocess.run(
-        [cli, "show", "--dir", export_dir, "--all"],
+        [*cli, "show", "--dir", export_dir, "--all"],
         capture_output=True,
         text=True,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
@@ -219,16 +241,28 @@ def test_predict_requests_for_both_signatures(export_dir):
         requests.append(predict_pb2.PredictRequest.FromString(request.SerializeToString()))
 
     loaded = tf.saved_model.load(export_dir)
+    direct = {
+        "serving_default": loaded.signatures["serving_default"](images=tf.constant(images)),
+        "detect_encoded": loaded.signatures["detect_encoded"](
+            encoded=tf.constant(blobs, dtype=tf.string)
+        ),
+    }
+    assert direct["serving_default"]["blur_map"].shape == (2, 40, 56, 1)
+    assert set(direct["detect_encoded"]) == {"blur_map", "height", "width"}
     for request in requests:
-        function = loaded.signatures[request.model_spec.signature_name]
+        name = request.model_spec.signature_name
+        function = loaded.signatures[name]
         arguments = {
-            name: tf.constant(tf.make_ndarray(proto)) for name, proto in request.inputs.items()
+            key: tf.constant(tf.make_ndarray(proto)) for key, proto in request.inputs.items()
         }
         assert set(arguments) == set(function.structured_input_signature[1])
         outputs = function(**arguments)
         assert "blur_map" in outputs
-    direct = loaded.signatures["serving_default"](images=tf.constant(images))["blur_map"]
-    assert direct.shape == (2, 40, 56, 1)
+        assert set(outputs) == set(direct[name])
+        harness.assert_map_spread(direct[name]["blur_map"].numpy()[:, :37, :37])
+        for key, value in outputs.items():
+            # The same graph on the same inputs: identical outputs.
+            np.testing.assert_array_equal(value.numpy(), direct[name][key].numpy(), err_msg=key)
 
 
 def test_existing_version_is_not_overwritten(model, export_dir):
@@ -294,3 +328,16 @@ def test_cli_end_to_end(model, tmp_path):
     assert (export_dir / "saved_model.pb").is_file()
     again = run_cli("--model", str(model_path), "--out", str(tmp_path / "serving"), "--version", "2")
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_cli_unwritable_out_is_an_error(model, tmp_path, capsys):
+    from export import saved_model as cli
+
+    model_path = tmp_path / "model.keras"
+    model.save(model_path)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")  # a file where --out needs a folder
+    status = cli.main(["--model", str(model_path), "--out", str(blocker / "serving")])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: ") and "Traceback" not in err
+    assert str(blocker) in err

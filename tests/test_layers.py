@@ -85,3 +85,10 @@ def test_upsample_bilinear_matches_keras_and_traces_at_unknown_size():
     traced = tf.function(layer, input_signature=[tf.TensorSpec([None, None, None, 3])])
     assert tuple(traced(maps).shape) == (2, 20, 28, 3)
     harness.assert_layer_serializes(layer, maps)
+
+
+@pytest.mark.parametrize("normalization", ["none", "batch", "group"])
+def test_conv_block_serializes(normalization):
+    layer = kd_layers._ConvBlock(4, 3, normalization)
+    harness.assert_layer_serializes(layer, harness.random_images(1, 6, 6))
+    assert layer.get_config()["normalization"] == normalization

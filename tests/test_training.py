@@ -74,12 +74,32 @@ def test_paper_preset_rescales_caffe_rates():
     assert (paper.optimizer, paper.momentum, paper.steps, paper.drop_at) == ("sgd", 0.9, 10000, 0.5)
 
 
+def test_steps_must_fill_whole_epochs():
+    with pytest.raises(ValueError, match="multiple of steps_per_epoch"):
+        tiny_config(steps=5, steps_per_epoch=2)
+    assert tiny_config(steps=3, steps_per_epoch=150).steps_per_epoch == 3
+
+
+def test_offline_imagenet_gives_a_message_not_a_traceback(synthetic_dir, tmp_path,
+                                                          monkeypatch, capsys):
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(keras.applications, "VGG16", offline)
+    status = train_lib.main(["--preset", "mobile", "--data", str(synthetic_dir), "--out",
+                             str(tmp_path / "run"), "--weights", "imagenet", "--steps", "2"])
+    assert status == 2
+    assert "--weights PATH" in capsys.readouterr().err
+
+
 def test_cli_arguments_map_to_config():
     args = train_lib.build_parser().parse_args(
         ["--preset", "paper", "--data", "d", "--out", "o", "--batch-size", "8",
          "--weights", "none", "--model-set", "num_steps=2", "--model-set",
-         "normalization=group"])
+         "normalization=group", "--lambda-fused", "2", "--lambda-side",
+         '{"step1_out1": 0.5}'])
     config = train_lib.config_from_args(args)
+    assert config.lambda_fused == 2.0 and config.lambda_side == {"step1_out1": 0.5}
     assert config.batch_size == 8 and config.backbone_weights is None
     assert config.model_overrides == {"num_steps": 2, "normalization": "group"}
     assert config.model_preset == "paper"
@@ -114,12 +134,17 @@ def test_resume_continues_from_the_saved_step(synthetic_dir, tmp_path):
     assert state["steps_done"] == 4 and (out / "checkpoints" / "best.keras").exists()
     with pytest.raises(FileExistsError, match="--resume"):
         train_lib.train(tiny_config(), synthetic_dir, out, verbose=0)
-    result = train_lib.train(tiny_config(steps=6), synthetic_dir, out, resume=True, verbose=0)
+    before = keras.saving.load_model(out / "checkpoints" / "last.keras").get_weights()
+    config = tiny_config(steps=6, schedule="cosine")
+    result = train_lib.train(config, synthetic_dir, out, resume=True, verbose=0)
     state = json.loads((out / "checkpoints" / "state.json").read_text())
     assert state["steps_done"] == 6 and result.steps_done == 6
     assert result.history["epoch"] == [0, 1, 2]
     last = keras.saving.load_model(out / "checkpoints" / "last.keras")
     assert int(last.optimizer.iterations.numpy()) == 6
+    # The resumed steps trained: the first run's 4-step cosine is 0 from step
+    # 4 on, so the weights only move if the schedule now spans 6 steps.
+    assert any(not np.array_equal(a, b) for a, b in zip(before, last.get_weights()))
 
 
 def test_resume_without_a_checkpoint_is_an_error(synthetic_dir, tmp_path):

@@ -6,6 +6,7 @@ The full config is written as `config.json` beside every run's checkpoints.
 import dataclasses
 import json
 from typing import Optional
+from typing import Union
 
 from keras_defusion.config import MODEL_PRESETS
 
@@ -49,7 +50,8 @@ class TrainingConfig:
         warmup_steps: linear warm-up at the start.
         clipnorm: global gradient-norm clipping; None for none.
         lambda_fused: Eq. 6's weight of the fused map.
-        lambda_side: Eq. 6's weight of every side output (one value).
+        lambda_side: Eq. 6's lambda_i^j: one weight for every side output, or
+            a dict from output name ("step{j}_out{i}") to weight (others 1).
         synthetic_steps: steps on synthetic defocus before the real data.
         val_fraction: share of the training pairs carved out for validation
             when no validation folder is given (0 for none).
@@ -81,7 +83,7 @@ class TrainingConfig:
     warmup_steps: int = 0
     clipnorm: Optional[float] = None
     lambda_fused: float = 1.0
-    lambda_side: float = 1.0
+    lambda_side: Union[float, dict] = 1.0
     synthetic_steps: int = 0
     val_fraction: float = 0.0
     polarity: str = "blur-white"
@@ -112,6 +114,12 @@ class TrainingConfig:
         for name in ("image_size", "batch_size", "steps", "steps_per_epoch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        self.steps_per_epoch = min(self.steps_per_epoch, self.steps)
+        if self.steps % self.steps_per_epoch:
+            raise ValueError(
+                f"steps ({self.steps}) must be a multiple of steps_per_epoch "
+                f"({self.steps_per_epoch}): training runs whole epochs"
+            )
         if not 0 <= self.val_fraction < 1:
             raise ValueError("val_fraction must be in [0, 1)")
 
@@ -172,8 +180,8 @@ TRAINING_PRESETS = {
         clipnorm=1.0,
         val_fraction=0.1,
     ),
-    # From scratch (no ImageNet weights) on a CPU: VGG16-BN at half width,
-    # a synthetic-defocus warm-up, a higher AdamW rate that batch norm allows.
+    # From scratch (no ImageNet weights) on a CPU: VGG16-BN at half width and
+    # a higher AdamW rate, which batch norm allows.
     "scratch": TrainingConfig(
         model_preset="scratch",
         backbone_weights=None,

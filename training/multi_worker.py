@@ -73,6 +73,10 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
     with strategy.scope():
         model = train_lib.build_model(config)
         optimizer = build_optimizer(config)
+        if config.mixed_precision:
+            # What `fit` does by itself: scale the loss so float16 gradients
+            # do not underflow; apply_gradients unscales them.
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
     _, loss_weights = deep_supervision_losses(
         model.defusion_config.num_steps, config.lambda_fused, config.lambda_side
@@ -86,18 +90,17 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
         checkpoint.restore(manager.latest_checkpoint)
         steps_done = int(optimizer.iterations.numpy())
 
-    val_pairs_count = 0
-
     def dataset_fn(context):
-        nonlocal val_pairs_count
+        # Each worker: its shard of the pairs, and its own synthetic seed.
         per_replica = dataclasses.replace(
-            config, batch_size=context.get_per_replica_batch_size(global_batch)
+            config,
+            batch_size=context.get_per_replica_batch_size(global_batch),
+            seed=config.seed + 1000 * context.input_pipeline_id,
         )
-        _, val_pairs, train, _ = train_lib.build_datasets(
+        _, _, train, _ = train_lib.build_datasets(
             per_replica, data_dir, val_dir,
             per_worker=(context.input_pipeline_id, context.num_input_pipelines),
         )
-        val_pairs_count = len(val_pairs)
         return train_lib._with_synthetic_prefix(train, per_replica, steps_done)
 
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
@@ -112,7 +115,8 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
                 outputs = model(images, training=True)
                 per_example = _per_example_loss(masks, outputs, loss_weights)
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-            gradients = tape.gradient(loss, model.trainable_variables)
+                scaled = optimizer.scale_loss(loss) if config.mixed_precision else loss
+            gradients = tape.gradient(scaled, model.trainable_variables)
             optimizer.apply_gradients(zip(gradients, model.trainable_variables))
             return loss
 
@@ -139,7 +143,11 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
         )
     log_path = os.path.join(work_dir, "log.csv")
     writer = tf.summary.create_file_writer(os.path.join(work_dir, "tensorboard"))
+    state_path = os.path.join(checkpoint_dir, "state.json")
     best = math.inf
+    if resume and os.path.exists(state_path):
+        with open(state_path) as f:
+            best = json.load(f).get("best_val_fused_mae") or math.inf
     start = time.time()
     total_steps = math.ceil(config.steps / config.steps_per_epoch) * config.steps_per_epoch
     while steps_done < total_steps:
@@ -156,6 +164,10 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
                 best = row["val_fused_mae"]
                 train_lib.save_model(model, os.path.join(checkpoint_dir, "best.keras"))
         manager.save(checkpoint_number=steps_done)  # every worker saves
+        train_lib.write_json(state_path, {
+            "steps_done": steps_done,
+            "best_val_fused_mae": None if math.isinf(best) else best,
+        })
         _append_csv(log_path, row)
         with writer.as_default(step=steps_done):
             for key, value in row.items():

@@ -22,7 +22,7 @@ SIZE_LIMIT_BYTES = 50 * 1024 * 1024
 
 
 def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
-                num_calibration=200):
+                num_calibration=200, inference_size=None):
     """Writes the shipped form of a run's model; returns the folder.
 
     Args:
@@ -33,6 +33,9 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
             checkpoint by validation MAE, else `final.keras`).
         assets_root: where to write (default: the package's assets folder).
         num_calibration: at most this many calibration photos.
+        inference_size: the size detect and the TFLite file use (default:
+            the model's, i.e. the training size); choose it on validation
+            data (`benchmarks/val_inference_size.py`).
     """
     import keras
 
@@ -43,6 +46,10 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
         best = os.path.join(run_dir, "checkpoints", "best.keras")
         model_file = best if os.path.exists(best) else os.path.join(run_dir, "final.keras")
     model = float32_copy(keras.saving.load_model(model_file, compile=False))
+    if inference_size and inference_size != model.defusion_config.inference_size:
+        resized = type(model).from_config({**model.get_config(), "inference_size": inference_size})
+        resized.set_weights(model.get_weights())
+        model = resized
     directory = pretrained.pretrained_dir(name, assets_root)
     pretrained.save_pretrained(model, directory)
     export_lib.export_tflite(
@@ -66,9 +73,11 @@ def main(argv=None):
     parser.add_argument("--model", help="the .keras file (default: the run's best)")
     parser.add_argument("--calibration", required=True, help="photos for int8 calibration")
     parser.add_argument("--num-calibration", type=int, default=200)
+    parser.add_argument("--inference-size", type=int,
+                        help="detect's and the TFLite file's input size (default: the training size)")
     args = parser.parse_args(argv)
     package_run(args.run, args.name, args.calibration, args.model,
-                num_calibration=args.num_calibration)
+                num_calibration=args.num_calibration, inference_size=args.inference_size)
     return 0
 
 

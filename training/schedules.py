@@ -60,9 +60,9 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-def build_optimizer(config):
-    """The optimizer a `TrainingConfig` names, with its schedule."""
-    schedule = WarmupSchedule(
+def build_schedule(config):
+    """The learning-rate schedule of a `TrainingConfig`, over `config.steps`."""
+    return WarmupSchedule(
         config.learning_rate,
         config.steps,
         kind=config.schedule,
@@ -70,7 +70,11 @@ def build_optimizer(config):
         drop_at=config.drop_at,
         drop_factor=config.drop_factor,
     )
-    common = {"learning_rate": schedule, "clipnorm": config.clipnorm}
+
+
+def build_optimizer(config):
+    """The optimizer a `TrainingConfig` names, with its schedule."""
+    common = {"learning_rate": build_schedule(config), "clipnorm": config.clipnorm}
     decay = config.weight_decay or None
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(

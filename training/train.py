@@ -29,12 +29,12 @@ import sys
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_defusion import data as data_lib
 from keras_defusion import metrics as metrics_lib
 from keras_defusion import synthetic
+from keras_defusion.encoder import BackboneWeightsError
 from keras_defusion.image_io import atomic_write
 from keras_defusion.losses import deep_supervision_losses
 from keras_defusion.model import DeFusionNet
@@ -44,6 +44,7 @@ from training.config import TRAINING_PRESETS
 from training.config import TrainingConfig
 from training.config import get_training_config
 from training.schedules import build_optimizer
+from training.schedules import build_schedule
 
 BEST_METRIC = "val_fused_mae"
 
@@ -128,8 +129,10 @@ def build_datasets(config, data_dir, val_dir=None, per_worker=None):
         train_pairs, val_pairs = data_lib.split_pairs(pairs, config.val_fraction, config.seed)
     else:
         train_pairs, val_pairs = pairs, []
-    # One error naming every bad file, before any training starts.
-    data_lib.validate_pairs(train_pairs + val_pairs)
+    # One error naming every missing, empty or mismatched file of both
+    # splits, before any training starts; decoding errors are reported by
+    # `make_dataset`, which decodes each file once.
+    data_lib.validate_pairs(train_pairs + val_pairs, decode=False)
     if per_worker is not None:
         index, count = per_worker
         train_pairs = train_pairs[index::count]
@@ -294,11 +297,16 @@ def prepare_run(config, out_dir, resume):
         )
     if resume:
         with open(config_path) as f:
-            saved = json.load(f)["training"]
+            saved = TrainingConfig.from_dict(json.load(f)["training"])
         # A resumed run keeps its hyperparameters; only the length may grow.
-        config = dataclasses.replace(
-            TrainingConfig.from_dict(saved), steps=max(config.steps, saved["steps"])
+        ignored = sorted(
+            key for key, value in config.to_dict().items()
+            if key != "steps" and saved.to_dict()[key] != value
         )
+        if ignored:
+            print(f"--resume keeps the run's saved settings; ignoring: {', '.join(ignored)}",
+                  file=sys.stderr)
+        config = dataclasses.replace(saved, steps=max(config.steps, saved.steps))
     os.makedirs(checkpoint_dir, exist_ok=True)
     return config, state
 
@@ -321,21 +329,23 @@ def train(config, data_dir, out_dir, val_dir=None, resume=False, verbose="auto",
     Returns:
         A `TrainResult`.
     """
+    strategy = strategy or distribution.select_strategy(config.distribution)
+    multi_worker_run = distribution.is_multi_worker(strategy)
+    state = None
+    if not multi_worker_run:  # multi-worker runs resume from TF checkpoints
+        config, state = prepare_run(config, out_dir, resume)
     set_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        strategy = strategy or distribution.select_strategy(config.distribution)
-        if distribution.is_multi_worker(strategy):
+        if multi_worker_run:
             from training import multi_worker
 
-            # Each worker resumes from its own TF checkpoint.
             return multi_worker.train_multi_worker(
                 config, data_dir, out_dir, val_dir, strategy, resume=resume
             )
-        config, state = prepare_run(config, out_dir, resume)
         return _fit(config, data_dir, out_dir, val_dir, strategy, state, verbose)
     finally:
         if config.mixed_precision:
@@ -352,6 +362,8 @@ def _fit(config, data_dir, out_dir, val_dir, strategy, state, verbose):
     with strategy.scope():
         if state:
             model = keras.saving.load_model(os.path.join(checkpoint_dir, "last.keras"))
+            # The run may have grown (--steps): the schedule spans the new length.
+            model.optimizer.learning_rate = build_schedule(config)
         else:
             model = build_model(config)
             compile_model(model, config)
@@ -489,6 +501,10 @@ def build_parser():
     parser.add_argument("--val-fraction", type=float,
                         help="share of --data kept for validation when --val is absent")
     parser.add_argument("--polarity", choices=("blur-white", "sharp-white"))
+    parser.add_argument("--lambda-fused", type=float, help="Eq. 6's lambda_f (default 1)")
+    parser.add_argument("--lambda-side", help="Eq. 6's lambda_i^j: one number for every side "
+                        "output, or JSON mapping output names to weights, e.g. "
+                        "'{\"step1_out1\": 0.5}' (default 1)")
     parser.add_argument("--mixed-precision", action="store_true", default=None,
                         help="mixed_float16 compute (GPUs)")
     parser.add_argument("--distribution", choices=("auto", "default", "mirrored", "multi_worker"))
@@ -515,6 +531,8 @@ def config_from_args(args):
             "synthetic_steps": args.synthetic_steps,
             "val_fraction": args.val_fraction,
             "polarity": args.polarity,
+            "lambda_fused": args.lambda_fused,
+            "lambda_side": args.lambda_side and json.loads(args.lambda_side),
             "mixed_precision": args.mixed_precision,
             "distribution": args.distribution,
             "seed": args.seed,
@@ -538,7 +556,8 @@ def main(argv=None):
         config = config_from_args(args)
         result = train(config, args.data, args.out, args.val, resume=args.resume,
                        verbose=verbose)
-    except (data_lib.DataError, FileNotFoundError, FileExistsError, ValueError) as error:
+    except (data_lib.DataError, BackboneWeightsError, FileNotFoundError, FileExistsError,
+            ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"trained {result.steps_done} steps; model: {result.final_model}"
