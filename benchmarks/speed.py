@@ -73,7 +73,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=320)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--presets", nargs="+", default=["paper", "mobile"])
+    parser.add_argument("--presets", nargs="+", default=["paper", "mobile", "scratch"])
     parser.add_argument("--out", default="benchmarks/results/speed.json")
     args = parser.parse_args(argv)
 

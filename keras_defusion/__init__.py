@@ -6,7 +6,9 @@ from keras_defusion.config import get_model_config
 from keras_defusion.config import output_names
 from keras_defusion.detector import load_detector
 from keras_defusion.encoder import BackboneWeightsError
+from keras_defusion.metrics import BlurFBeta
 from keras_defusion.model import DeFusionNet
 from keras_defusion.pretrained import DEFAULT_MODEL
+from keras_defusion.schedules import WarmupSchedule
 from keras_defusion.utils import set_seed
 from keras_defusion.version import __version__

@@ -15,7 +15,7 @@ from tests.conftest import REPO_ROOT
 from training import train as train_lib
 from training.config import TRAINING_PRESETS
 from training.config import get_training_config
-from training.schedules import WarmupSchedule
+from keras_defusion.schedules import WarmupSchedule
 
 TINY_MODEL = {"encoder_width": 0.0625, "side_channels": 4, "fusion_channels": 4,
               "num_steps": 1}
@@ -125,6 +125,13 @@ def test_few_steps_lower_the_loss(synthetic_dir, tmp_path):
         assert (tmp_path / "run" / name).exists(), name
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["training"]["steps"] == 30 and saved["model"]["inference_size"] == 32
+    # Checkpoints hold the optimizer (schedule, metrics): they must reload in
+    # a process that imports only the package, not `training`.
+    code = (f"import keras, keras_defusion; "
+            f"keras.saving.load_model({str(tmp_path / 'run' / 'checkpoints' / 'last.keras')!r})")
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
 
 
 def test_resume_continues_from_the_saved_step(synthetic_dir, tmp_path):
