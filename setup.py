@@ -39,6 +39,8 @@ setup(
         # first (see README, Development).
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
         "tflite": ["ai-edge-litert>=1.2"],
+        # The optional HiFST variant baseline (`--method hifst-blur-detector`).
+        "hifst": ["blur-detector>=0.0.6", "opencv-python-headless", "scikit-image<0.27"],
         "test": ["pytest>=7", "scikit-learn>=1.3", "ai-edge-litert>=1.2"],
     },
     entry_points={

@@ -130,3 +130,18 @@ def test_run_on_folder_reports_bad_files_and_carries_on(tmp_path, capsys):
     with Image.open(out / "a.png") as image:
         assert image.mode == "L" and image.size == (40, 30)
     assert baselines.main(["--method", "lbp", "--images", str(tmp_path / "none"), "--out", str(out)]) == 2
+
+
+def test_blur_detector_backend_when_installed():
+    """The optional `hifst` extra: high = blurred after its polarity flip."""
+    pytest.importorskip("blur_detector", reason="optional: pip install -e .[hifst]")
+    from skimage import data, filters
+
+    from keras_defusion.baselines import get_baseline
+
+    gray = data.camera().astype(float) / 255
+    gray[:, :256] = filters.gaussian(gray[:, :256], 3)
+    photo = np.stack([np.round(gray * 255).astype(np.uint8)] * 3, axis=-1)
+    blur = get_baseline("hifst-blur-detector")(photo)
+    assert blur.shape == gray.shape and 0 <= blur.min() and blur.max() <= 1
+    assert blur[:, :256].mean() > blur[:, 256:].mean() + 0.1
