@@ -116,3 +116,11 @@ def write_png_header(path, width, height):
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
         + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
     )
+
+
+def tiny_model(preset="mobile", seed=0, **overrides):
+    """A seeded tiny `DeFusionNet` (one recurrent step unless overridden)."""
+    import keras_defusion
+
+    keras_defusion.set_seed(seed)
+    return keras_defusion.DeFusionNet(preset, **tiny_model_kwargs(**{"num_steps": 1, **overrides}))

@@ -30,10 +30,7 @@ def calibration_set(count=6):
 
 @pytest.fixture(scope="module")
 def model():
-    keras_defusion.set_seed(0)
-    return keras_defusion.DeFusionNet(
-        "mobile", **harness.tiny_model_kwargs(num_steps=1, inference_size=SIZE)
-    )
+    return harness.tiny_model(inference_size=SIZE)
 
 
 @pytest.fixture(scope="module")
