@@ -254,3 +254,22 @@ def test_two_local_workers_train_together(synthetic_dir, tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-6)
     log = (out / "log.csv").read_text()
     assert "val_fused_mae" in log
+
+
+def test_package_writes_the_shipped_form(synthetic_dir, tmp_path):
+    from keras_defusion import pretrained
+    from keras_defusion.detector import load_detector
+    from training.package import package_run
+
+    run = tmp_path / "run"
+    train_lib.train(tiny_config(steps=2, steps_per_epoch=2), synthetic_dir, run, verbose=0)
+    assets = tmp_path / "assets"
+    folder = package_run(run, pretrained.DEFAULT_MODEL, synthetic_dir / "images",
+                         assets_root=assets, num_calibration=2, inference_size=64)
+    for name in ("config.json", "model.weights.h5", "model_int8.tflite",
+                 "training_config.json", "log.csv"):
+        assert (folder / name).exists(), name
+    model = pretrained.load_pretrained(pretrained.DEFAULT_MODEL, assets_root=assets)
+    assert model.defusion_config.inference_size == 64
+    assert load_detector(folder / "model_int8.tflite").image_size == 64
+    assert [p.name for p in assets.iterdir()] == [pretrained.DEFAULT_MODEL]  # no staging left

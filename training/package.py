@@ -11,14 +11,17 @@ history and curve, so the shipped model carries how it was made.
 
 import argparse
 import os
+import pathlib
 import shutil
 import sys
+import tempfile
 
 from keras_defusion import pretrained
 
 RUN_FILES = {"config.json": "training_config.json", "history.json": "history.json",
              "curve.png": "curve.png", "log.csv": "log.csv"}
 SIZE_LIMIT_BYTES = 50 * 1024 * 1024
+MODEL_CARD = "MODEL_CARD.md"
 
 
 def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
@@ -51,17 +54,28 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
         resized.set_weights(model.get_weights())
         model = resized
     directory = pretrained.pretrained_dir(name, assets_root)
-    pretrained.save_pretrained(model, directory)
-    export_lib.export_tflite(
-        model, directory / pretrained.INT8_TFLITE_FILE, "int8",
-        calibration_images=calibration, num_calibration=num_calibration,
-    )
-    for source, target in RUN_FILES.items():
-        if os.path.exists(os.path.join(run_dir, source)):
-            shutil.copyfile(os.path.join(run_dir, source), directory / target)
-    total = sum(path.stat().st_size for path in directory.iterdir())
-    if total > SIZE_LIMIT_BYTES:
-        raise ValueError(f"{directory}: {total / 2**20:.1f} MiB is over the 50 MiB limit")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    # Staged beside the target and renamed into place once complete and
+    # within the size limit, so a failed run leaves the shipped model as it was.
+    with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=directory.parent) as tmp:
+        staging = pathlib.Path(tmp) / name
+        pretrained.save_pretrained(model, staging)
+        export_lib.export_tflite(
+            model, staging / pretrained.INT8_TFLITE_FILE, "int8",
+            calibration_images=calibration, num_calibration=num_calibration,
+        )
+        for source, target in RUN_FILES.items():
+            if os.path.exists(os.path.join(run_dir, source)):
+                shutil.copyfile(os.path.join(run_dir, source), staging / target)
+        card = directory / MODEL_CARD
+        if card.exists():  # written by hand; kept across re-packaging
+            shutil.copyfile(card, staging / MODEL_CARD)
+        total = sum(path.stat().st_size for path in staging.iterdir())
+        if total > SIZE_LIMIT_BYTES:
+            raise ValueError(f"{name}: {total / 2**20:.1f} MiB is over the 50 MiB limit")
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(staging, directory)
     print(f"wrote {directory} ({total / 2**20:.1f} MiB) from {model_file}")
     return directory
 
