@@ -21,7 +21,8 @@ def build_parser():
         prog="python -m export.saved_model",
         description="Export a DeFusionNet .keras file as a SavedModel for TF Serving.",
     )
-    parser.add_argument("--model", required=True, help="a .keras file saved from DeFusionNet")
+    parser.add_argument("--model", required=True,
+                        help="a .keras file saved from DeFusionNet, or a shipped model's name")
     parser.add_argument("--out", required=True, help="TF Serving's base folder")
     parser.add_argument("--name", default="defusionnet", help="model name (a folder under --out)")
     parser.add_argument("--version", type=int, default=1, help="version folder, a positive integer")

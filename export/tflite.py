@@ -24,7 +24,8 @@ def build_parser():
         prog="python -m export.tflite",
         description="Export a DeFusionNet .keras file as a TFLite model.",
     )
-    parser.add_argument("--model", required=True, help="a .keras file saved from DeFusionNet")
+    parser.add_argument("--model", required=True,
+                        help="a .keras file saved from DeFusionNet, or a shipped model's name")
     parser.add_argument("--mode", required=True, choices=MODES, help="quantisation mode")
     parser.add_argument("--out", required=True, help="the .tflite file to write")
     parser.add_argument("--calibration", help="folder of real photos (int8 mode)")

@@ -112,11 +112,20 @@ def preprocess_photo(photo, size):
 def load_model_file(path):
     """Loads a DeFusionNet from a `.keras` file (as training writes it).
 
+    A shipped model's name (e.g. "defusionnet-scratch-cuhk") or folder works
+    too, so the shipped model can be exported like a trained one.
+
     Raises:
         ExportError: the file is missing, not a `.keras` archive, does not
             load, or holds another kind of model. The message names the file.
     """
+    from keras_defusion import pretrained
+
     path = os.fspath(path)
+    if path in pretrained.PRETRAINED_MODELS:
+        return pretrained.load_pretrained(path)
+    if pretrained.is_pretrained_dir(path):
+        return pretrained.load_pretrained_dir(path)
     if not os.path.exists(path):
         raise ExportError(f"{path}: no such model file")
     if os.path.isdir(path):

@@ -338,3 +338,12 @@ def test_cli_unwritable_out_is_an_error(model, tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 2 and err.startswith("error: ") and "Traceback" not in err
     assert str(blocker) in err
+
+
+def test_shipped_model_loads_by_name_for_export():
+    from keras_defusion import pretrained
+
+    if not pretrained.available_models():
+        pytest.skip("no shipped model in this checkout")
+    model = export_lib.load_model_file(pretrained.DEFAULT_MODEL)
+    assert model.defusion_config == pretrained.load_pretrained().defusion_config
