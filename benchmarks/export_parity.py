@@ -67,62 +67,6 @@ def test_pairs(images_dir, gt_dir, limit):
     return pairs[:limit] if limit else pairs
 
 
-def score_accumulator():
-    """keras_defusion.metrics' accumulator, or a simple inline one (noted)."""
-    try:
-        from keras_defusion.metrics import ScoreAccumulator
-
-        return ScoreAccumulator(), "keras_defusion.metrics.ScoreAccumulator"
-    except ImportError:
-        return _InlineScores(), "inline: MAE and max-F (beta^2 = 0.3, 256 thresholds, mean P/R)"
-
-
-class _InlineScores:
-    """MAE and max-F over 256 thresholds of mean precision and recall."""
-
-    def __init__(self):
-        self.count, self.mae, self.precision, self.recall = 0, 0.0, np.zeros(256), np.zeros(256)
-
-    def add(self, prediction, gt):
-        import tensorflow as tf
-
-        gt = np.asarray(gt) >= 0.5
-        prediction = tf.image.resize(prediction[..., None], gt.shape).numpy()[..., 0]
-        prediction = np.clip(prediction, 0, 1)
-        levels = np.clip(np.floor(prediction * 255 + 1e-4), 0, 255).astype(int)
-        tp = np.cumsum(np.bincount(levels[gt], minlength=256)[::-1])[::-1]
-        fp = np.cumsum(np.bincount(levels[~gt], minlength=256)[::-1])[::-1]
-        self.precision += np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 0)
-        self.recall += tp / max(int(gt.sum()), 1)
-        self.mae += float(np.abs(prediction - gt).mean())
-        self.count += 1
-
-    def result(self):
-        p, r = self.precision / self.count, self.recall / self.count
-        f = np.where(0.3 * p + r > 0, 1.3 * p * r / np.maximum(0.3 * p + r, 1e-12), 0)
-        return {"images": self.count, "mae": self.mae / self.count, "max_f": float(f.max())}
-
-
-def redraw_conv_kernels(model, seed):
-    """Draws every Conv2D kernel afresh, one he_normal draw per layer.
-
-    A random-init model whose same-shaped kernels are equal would let the
-    TFLite converter store them once, making files (and size ratios)
-    unrealistically small.
-    """
-    import keras
-
-    layers = [
-        layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, keras.layers.Conv2D)
-    ]
-    for index, layer in enumerate(layers):
-        initializer = keras.initializers.HeNormal(seed=seed * 100003 + index)
-        layer.kernel.assign(initializer(layer.kernel.shape))
-    return len(layers)
-
-
 def seconds(run, image):
     start = time.perf_counter()
     run(image)
@@ -143,13 +87,12 @@ def main(argv=None):
         model = keras_defusion.DeFusionNet(
             "mobile", backbone_weights=None, inference_size=args.size or 320
         )
-        redrawn = redraw_conv_kernels(model, args.seed)
         source = {
             "kind": "random init",
             "preset": "mobile",
             "backbone_weights": None,
             "seed": args.seed,
-            "kernels": f"he_normal, one independent draw per Conv2D ({redrawn} layers)",
+            "kernels": "he_normal, one independent draw per Conv2D (the mobile preset's init)",
             "note": "untrained: parity, sizes and latency are meaningful; max-F and MAE are not",
         }
     size = args.size or model.defusion_config.inference_size
@@ -169,7 +112,8 @@ def measure(args, model, source, size, pairs, gt_dir, folder):
 
     import keras_defusion
     from keras_defusion import export_lib
-    from keras_defusion.image_io import atomic_write
+    from keras_defusion.image_io import write_json
+    from keras_defusion.metrics import ScoreAccumulator
     from keras_defusion.image_io import load_mask
     from keras_defusion.image_io import load_rgb
 
@@ -191,9 +135,7 @@ def measure(args, model, source, size, pairs, gt_dir, folder):
     inference = model.inference_model()
     keras_fn = tf.function(lambda x: inference(x, training=False), reduce_retracing=True)
     interpreters = {mode: export_lib.load_tflite(path, num_threads=2) for mode, path in files.items()}
-    scores, metrics_source = {}, None
-    for name in ["keras"] + list(files):
-        scores[name], metrics_source = score_accumulator()
+    scores = {name: ScoreAccumulator() for name in ["keras"] + list(files)}
     diffs = {mode: {"max": 0.0, "sum": 0.0, "count": 0} for mode in files}
     for photo_path, mask_path in pairs:
         batch = export_lib.preprocess_photo(load_rgb(photo_path), size)
@@ -262,7 +204,7 @@ def measure(args, model, source, size, pairs, gt_dir, folder):
             "preprocessing": "photo resized to SxS (bilinear, antialiased); map scored "
             "after bilinear resize to the mask's size",
         },
-        "metrics": metrics_source,
+        "metrics": "keras_defusion.metrics.ScoreAccumulator",
         "float32_vs_keras_max_abs": modes["float32"]["vs_keras_max_abs"],
         "float32_within_1e-4": modes["float32"]["vs_keras_max_abs"] <= 1e-4,
         "int8_size_ratio": int8_ratio,
@@ -288,8 +230,7 @@ def measure(args, model, source, size, pairs, gt_dir, folder):
         report["versions"]["ai_edge_litert"] = getattr(ai_edge_litert, "__version__", "unknown")
     except ImportError:
         pass
-    text = json.dumps(report, indent=2) + "\n"
-    atomic_write(args.out, lambda tmp: open(tmp, "w").write(text))
+    write_json(args.out, report)
 
     print(f"keras: max-F {summary['keras']['max_f']:.4f}  MAE {summary['keras']['mae']:.4f}  "
           f"{latency['keras'] * 1000:.0f} ms")

@@ -17,7 +17,6 @@ import time
 import numpy as np
 
 from keras_defusion import evaluation
-from keras_defusion import image_io
 from keras_defusion import pretrained
 from keras_defusion.detector import load_detector
 

@@ -8,7 +8,6 @@ multiply-adds. Usage:
 """
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -81,7 +80,7 @@ def main(argv=None):
 
     from keras_defusion import DeFusionNet
     from keras_defusion.encoder import build_vgg16_encoder
-    from keras_defusion.image_io import atomic_write
+    from keras_defusion.image_io import write_json
 
     images = np.random.default_rng(0).uniform(
         0, 255, (1, args.size, args.size, 3)).astype("float32")
@@ -118,7 +117,7 @@ def main(argv=None):
         "keras": keras.__version__,
         "results": results,
     }
-    atomic_write(args.out, lambda tmp: open(tmp, "w").write(json.dumps(report, indent=2)))
+    write_json(args.out, report)
     print(f"wrote {args.out}")
 
 

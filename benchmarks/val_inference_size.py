@@ -56,7 +56,7 @@ def main(argv=None):
     pairs, polarity = validation_pairs(args.run)
     results = score_sizes(model_file, pairs, polarity, args.sizes)
     report = {"model": model_file, "validation_pairs": len(pairs), "by_size": results}
-    image_io.atomic_write(args.out, lambda tmp: open(tmp, "w").write(json.dumps(report, indent=2)))
+    image_io.write_json(args.out, report)
     print(f"wrote {args.out}")
 
 

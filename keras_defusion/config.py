@@ -8,7 +8,6 @@ at; those are the fields below, and the presets record what we chose.
 """
 
 import dataclasses
-from typing import Optional
 
 # Layers of keras.applications.VGG16 tapped as the paper's six side layers
 # (conv1_2, conv2_2, conv3_3, conv4_3, conv5_3, pool5) and their strides.

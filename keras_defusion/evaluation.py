@@ -12,7 +12,6 @@ Library use:
 """
 
 import argparse
-import json
 import os
 import pathlib
 import sys
@@ -321,13 +320,7 @@ def build_report(results, gt_dir, extra=None):
 
 def write_json(document, path):
     """Writes `document` as indented JSON, atomically."""
-
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(document, f, indent=1, allow_nan=False)
-            f.write("\n")
-
-    image_io.atomic_write(path, write)
+    image_io.write_json(path, document, indent=1, allow_nan=False)
 
 
 def plot_curves(results, plots_dir, title=None):

@@ -4,6 +4,7 @@ Every loader here raises `ImageReadError` with the file's path in the message,
 so callers can report a bad file and carry on with the rest.
 """
 
+import json
 import os
 import tempfile
 import warnings
@@ -152,6 +153,24 @@ def atomic_write(path, write_fn):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_json(path, payload, **dump_options):
+    """Writes `payload` as JSON (indent 2 unless given, trailing newline), atomically.
+
+    Args:
+        path: the file to write.
+        payload: a JSON-serialisable object.
+        **dump_options: passed to `json.dump` (e.g. `default=float`).
+    """
+    dump_options.setdefault("indent", 2)
+
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(payload, f, **dump_options)
+            f.write("\n")
+
+    atomic_write(path, write)
 
 
 def _current_umask():

@@ -4,7 +4,6 @@ The full config is written as `config.json` beside every run's checkpoints.
 """
 
 import dataclasses
-import json
 from typing import Optional
 from typing import Union
 
@@ -127,9 +126,6 @@ class TrainingConfig:
         values = dataclasses.asdict(self)
         values["scale_range"] = list(self.scale_range)
         return values
-
-    def to_json(self):
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, values):

@@ -6,21 +6,32 @@ import os
 import tensorflow as tf
 
 
+def _tf_config():
+    """`(cluster, task)` from the `TF_CONFIG` variable ({} each without it)."""
+    config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    return config.get("cluster", {}), config.get("task", {})
+
+
 def cluster_workers():
     """The number of workers `TF_CONFIG` names (1 without it)."""
-    spec = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    return len(spec.get("worker", [])) + len(spec.get("chief", [])) or 1
+    cluster, _ = _tf_config()
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", [])) or 1
+
+
+def task_index():
+    """This process's task index in `TF_CONFIG` (0 without it)."""
+    _, task = _tf_config()
+    return int(task.get("index", 0))
 
 
 def is_chief():
     """Whether this process writes the run's files (the chief or worker 0)."""
-    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    cluster, task = _tf_config()
     if not task:
         return True
-    spec = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
-    if "chief" in spec:
+    if "chief" in cluster:
         return task.get("type") == "chief"
-    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
+    return task.get("type") == "worker" and task_index() == 0
 
 
 def select_strategy(kind="auto"):

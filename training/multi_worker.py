@@ -32,11 +32,6 @@ import tensorflow as tf
 from training import distribution
 
 
-def _task_index():
-    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    return int(task.get("index", 0))
-
-
 def _per_example_loss(masks, outputs, loss_weights):
     """Eq. 6 per example: weighted sum over outputs of the mean pixel BCE."""
     total = 0.0
@@ -60,7 +55,7 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
     from training.schedules import build_optimizer
 
     chief = distribution.is_chief()
-    work_dir = out_dir if chief else os.path.join(out_dir, "workers", f"worker-{_task_index()}")
+    work_dir = out_dir if chief else os.path.join(out_dir, "workers", f"worker-{distribution.task_index()}")
     checkpoint_dir = os.path.join(work_dir, "checkpoints")
     os.makedirs(checkpoint_dir, exist_ok=True)
     global_batch = config.batch_size

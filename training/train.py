@@ -32,6 +32,7 @@ import keras
 import tensorflow as tf
 
 from keras_defusion import data as data_lib
+from keras_defusion import image_io
 from keras_defusion import metrics as metrics_lib
 from keras_defusion import synthetic
 from keras_defusion.encoder import BackboneWeightsError
@@ -61,12 +62,8 @@ class TrainResult:
 
 
 def write_json(path, payload):
-    atomic_write(path, lambda tmp: _dump_json(tmp, payload))
-
-
-def _dump_json(path, payload):
-    with open(path, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True, default=float)
+    """Writes run bookkeeping (config, state, history) as sorted JSON, atomically."""
+    image_io.write_json(path, payload, sort_keys=True, default=float)
 
 
 def save_model(model, path):
