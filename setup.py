@@ -5,6 +5,15 @@ from setuptools import find_packages
 from setuptools import setup
 
 HERE = pathlib.Path(__file__).parent
+TENSORFLOW = ">=2.16,<2.22"
+
+
+def read_requirements(name):
+    """The requirement lines of a requirements file, without comments."""
+    lines = (HERE / name).read_text().splitlines()
+    return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+
+
 VERSION = re.search(
     r'__version__ = "([^"]+)"',
     (HERE / "keras_defusion" / "version.py").read_text(),
@@ -20,28 +29,20 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["keras_defusion", "keras_defusion.*"]),
     package_data={"keras_defusion": ["assets/*/*"]},
-    install_requires=[
-        'tensorflow-cpu>=2.16,<2.22; platform_machine == "x86_64"',
-        'tensorflow>=2.16,<2.22; platform_machine != "x86_64"',
-        "keras>=3.3,<4",
-        "tensorboard>=2.16",
-        "numpy>=1.26",
-        "h5py>=3.10",
-        "pillow>=10",
-        "scikit-image>=0.22",
-        "scipy>=1.11",
-        "matplotlib>=3.7",
-        "tqdm>=4.60",
-    ],
+    install_requires=read_requirements("requirements.txt"),
     extras_require={
-        # CUDA wheels. Both tensorflow and tensorflow-cpu install the same
-        # `tensorflow` package: on a GPU machine `pip uninstall tensorflow-cpu`
-        # first (see README, Development).
-        "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
-        "tflite": ["ai-edge-litert>=1.2"],
+        # Exactly one TensorFlow: choose `cpu` or `gpu` (README, first command).
+        "cpu": [
+            f'tensorflow-cpu{TENSORFLOW}; platform_machine == "x86_64"',
+            f'tensorflow{TENSORFLOW}; platform_machine != "x86_64"',
+        ],
+        "gpu": [f"tensorflow[and-cuda]{TENSORFLOW}"],
+        "tflite": ["ai-edge-litert>=2.3"],
         # The optional HiFST variant baseline (`--method hifst-blur-detector`).
         "hifst": ["blur-detector>=0.0.6", "opencv-python-headless", "scikit-image<0.27"],
-        "test": ["pytest>=7", "scikit-learn>=1.3", "ai-edge-litert>=1.2"],
+        # ai-edge-litert >= 2.3 for CompiledModel's GPU accelerator; MediaPipe
+        # for the ImageSegmenter phone apps run (tests skip without them).
+        "test": ["pytest>=7", "scikit-learn>=1.3", "ai-edge-litert>=2.3", "mediapipe>=1.2"],
     },
     entry_points={
         "console_scripts": ["keras-defusion=keras_defusion.cli:main"],

@@ -1,5 +1,14 @@
 """keras-defusion: DeFusionNet defocus blur detection for TensorFlow/Keras."""
 
+try:
+    import tensorflow  # noqa: F401
+except ImportError as error:  # TensorFlow comes from an extra, [cpu] or [gpu].
+    raise ImportError(
+        "keras-defusion needs TensorFlow, which it installs through an extra: "
+        "pip install 'keras-defusion[cpu]' (or '.[cpu]' from a clone), or "
+        "'[gpu]' on a machine with NVIDIA GPUs"
+    ) from error
+
 from keras_defusion.config import DeFusionNetConfig
 from keras_defusion.config import MODEL_PRESETS
 from keras_defusion.config import get_model_config

@@ -27,6 +27,12 @@ from keras_defusion import image_io
 
 LAYOUTS = ("auto", "cuhk", "dut")
 ROTATION_BORDERS = ("crop", "reflect")
+# How a photo can be downscaled before it reaches the network. Phone runtimes
+# (MediaPipe's ImageSegmenter), `tf.image.resize`'s default and OpenCV's
+# INTER_LINEAR sample without antialiasing; training on all of them makes the
+# maps independent of the caller's choice (README, "Phones").
+RESIZE_METHODS = ("antialiased", "bilinear", "area", "nearest", "bicubic")
+DEFAULT_RESIZE_METHODS = ("antialiased",)
 
 # Folder names recognised by the "dut" layout (compared case-insensitively).
 # DUT-DBD copies ship as `source/` + `gt/`, `dut500-source/` + `dut500-gt/` or
@@ -406,6 +412,7 @@ def make_dataset(
     scale_range=(1.0, 1.25),
     flip=True,
     rotation_border="crop",
+    resize_methods=DEFAULT_RESIZE_METHODS,
     repeat=None,
     drop_remainder=None,
     shard=None,
@@ -419,8 +426,9 @@ def make_dataset(
     checked up front and files are decoded on every use (for sets larger
     than memory).
 
-    Training elements are augmented: an antialiased
-    resize of the whole photo to a random square side S * scale, a random
+    Training elements are augmented: a resize of the whole photo to a random
+    square side S * scale (by a method drawn from `resize_methods`; the mask
+    always antialiased bilinear), a random
     rotation in [-max_rotation, max_rotation] degrees, a random S x S window
     and a random horizontal mirror, identical for photo and mask, the mask
     re-binarised at 0.5. Evaluation elements are the whole photo resized to
@@ -447,6 +455,11 @@ def make_dataset(
         flip: mirror left-right half of the time.
         rotation_border: `"crop"` (the window stays inside the rotated
             photo) or `"reflect"` (corners filled by reflection).
+        resize_methods: the photo's resize for each training element is
+            drawn uniformly from these (`RESIZE_METHODS`): "antialiased"
+            (bilinear with antialiasing, what `detect` does), "bilinear"
+            (without, as MediaPipe and `tf.image.resize` by default),
+            "area", "nearest" and "bicubic".
         repeat: repeat forever; None means `training`. A non-repeating
             training set is reshuffled and re-augmented on each pass.
         drop_remainder: drop a last partial batch; None means `training`.
@@ -463,7 +476,8 @@ def make_dataset(
     options = dict(
         training=training, seed=seed, max_rotation=max_rotation,
         scale_range=scale_range, flip=flip, rotation_border=rotation_border,
-        repeat=repeat, drop_remainder=drop_remainder, shard=shard,
+        resize_methods=resize_methods, repeat=repeat,
+        drop_remainder=drop_remainder, shard=shard,
     )
     if cache:
         images, masks = load_pairs(pairs, polarity, num_threads)
@@ -491,6 +505,7 @@ def dataset_from_arrays(
     scale_range=(1.0, 1.25),
     flip=True,
     rotation_border="crop",
+    resize_methods=DEFAULT_RESIZE_METHODS,
     repeat=None,
     drop_remainder=None,
     shard=None,
@@ -504,7 +519,7 @@ def dataset_from_arrays(
         image_size: side S of the square output.
         batch_size: batch size.
         training, seed, max_rotation, scale_range, flip, rotation_border,
-        repeat, drop_remainder, shard: as in `make_dataset`.
+        resize_methods, repeat, drop_remainder, shard: as in `make_dataset`.
 
     Returns:
         The dataset.
@@ -534,8 +549,8 @@ def dataset_from_arrays(
     return _build_dataset(
         fetch, len(images), image_size, batch_size, training=training, seed=seed,
         max_rotation=max_rotation, scale_range=scale_range, flip=flip,
-        rotation_border=rotation_border, repeat=repeat,
-        drop_remainder=drop_remainder, shard=shard,
+        rotation_border=rotation_border, resize_methods=resize_methods,
+        repeat=repeat, drop_remainder=drop_remainder, shard=shard,
     )
 
 
@@ -551,6 +566,7 @@ def _build_dataset(
     scale_range,
     flip,
     rotation_border,
+    resize_methods,
     repeat,
     drop_remainder,
     shard,
@@ -568,6 +584,13 @@ def _build_dataset(
         raise ValueError(
             f"scale_range must be (low, high) with 0 < low <= high, "
             f"got {scale_range}"
+        )
+    resize_methods = tuple(resize_methods)
+    unknown = [m for m in resize_methods if m not in RESIZE_METHODS]
+    if not resize_methods or unknown:
+        raise ValueError(
+            f"resize_methods must be a non-empty selection of "
+            f"{RESIZE_METHODS}, got {resize_methods!r}"
         )
     if not 0 <= max_rotation < 45:
         raise ValueError(
@@ -619,7 +642,8 @@ def _build_dataset(
         if shard is not None:
             dataset = dataset.shard(num_shards, shard_index)
         augment = _make_augment(
-            size, max_rotation, (scale_low, scale_high), flip, rotation_border
+            size, max_rotation, (scale_low, scale_high), flip, rotation_border,
+            resize_methods,
         )
         dataset = dataset.map(
             lambda index, element_seed: augment(load(index), element_seed),
@@ -662,12 +686,34 @@ def _split(stacked):
     return stacked[..., :3], stacked[..., 3:]
 
 
-def _make_augment(size, max_rotation, scale_range, flip, rotation_border):
+def resize_photo(image, side, method):
+    """Resizes RGB [H, W, 3] to [side, side, 3] by a `RESIZE_METHODS` name."""
+    size = tf.stack([side, side])
+    if method == "antialiased":
+        return tf.image.resize(image, size, method="bilinear", antialias=True)
+    return tf.image.resize(image, size, method=method)
+
+
+def _resize_random(stacked, side, methods, seed):
+    """`_resize_square` with the photo resized by a method drawn from `methods`."""
+    if methods == ("antialiased",):
+        return _resize_square(stacked, side)
+    mask = _resize_square(stacked[..., 3:], side)
+    index = tf.random.stateless_uniform([], seed, 0, len(methods), dtype=tf.int32)
+    branches = [
+        (lambda method=method: resize_photo(stacked[..., :3], side, method))
+        for method in methods
+    ]
+    photo = tf.switch_case(index, branches)
+    return tf.concat([photo, mask], axis=-1)
+
+
+def _make_augment(size, max_rotation, scale_range, flip, rotation_border, resize_methods):
     """Builds the per-element training transform (see `make_dataset`).
 
     Photo and mask travel as one [H, W, 4] tensor, so every geometric step is
-    the same for both. Steps: one antialiased resize of the whole photo to a
-    random square side n = S * scale; then a single projective warp that
+    the same for both. Steps: one resize of the whole photo to a random square
+    side n = S * scale, by a method drawn from `resize_methods`; then a single projective warp that
     rotates by a random angle about the centre, takes an S x S window at a
     random integer offset and mirrors it (bilinear sampling); last the mask is
     re-binarised at 0.5. With `rotation_border="crop"` the window stays inside
@@ -698,7 +744,10 @@ def _make_augment(size, max_rotation, scale_range, flip, rotation_border):
             n = tf.math.ceil(n - 1e-4)
         else:
             n = tf.maximum(tf.round(n), 1.0)
-        resized = _resize_square(stacked, tf.cast(n, tf.int32))
+        resize_seed = tf.random.experimental.stateless_fold_in(element_seed, 4)
+        resized = _resize_random(
+            stacked, tf.cast(n, tf.int32), resize_methods, resize_seed
+        )
 
         center = (n - 1.0) / 2.0
         if crop:

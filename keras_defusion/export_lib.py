@@ -28,6 +28,7 @@ TFLite files have a fixed input [1, S, S, 3] named `images`, one signature
 Android/iOS Task library `ImageSegmenter` reads.
 """
 
+import contextlib
 import enum
 import hashlib
 import json
@@ -583,6 +584,53 @@ def tflite_float_ops(path_or_bytes):
     return sorted(counts.items())
 
 
+# Ops that only move or select values: their int8 kernels copy bytes, so an
+# output quantised differently from its input silently changes every value.
+DATA_MOVEMENT_OPS = (
+    "REVERSE_V2", "RESHAPE", "STRIDED_SLICE", "SLICE", "CONCATENATION",
+    "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "GATHER", "SPLIT", "SPLIT_V", "PACK",
+    "UNPACK", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "TILE", "MAX_POOL_2D",
+)
+
+
+def requantizing_data_ops(path_or_bytes):
+    """Data-movement ops of a quantized TFLite file whose input and output
+    quantization differ (see `DATA_MOVEMENT_OPS`).
+
+    Returns:
+        list of dicts (op, index, input and output (scales, zero points));
+        empty for a sound file.
+    """
+    schema = _schema()
+    model = schema.Model.GetRootAsModel(_model_bytes(path_or_bytes), 0)
+    builtin_names = _builtin_op_names()
+    graph = model.Subgraphs(0)
+
+    def quantization(tensor_index):
+        params = graph.Tensors(tensor_index).Quantization()
+        if params is None or params.ScaleLength() == 0:
+            return None
+        return (tuple(float(v) for v in params.ScaleAsNumpy()),
+                tuple(int(v) for v in params.ZeroPointAsNumpy()))
+
+    problems = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        name = builtin_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "?")
+        if name not in DATA_MOVEMENT_OPS:
+            continue
+        output = quantization(op.Outputs(0))
+        inputs = [op.Inputs(k) for k in range(op.InputsLength())]
+        if name != "CONCATENATION":  # the rest move their first input only
+            inputs = inputs[:1]
+        for tensor in inputs:
+            if tensor >= 0 and quantization(tensor) != output:
+                problems.append({"op": name, "index": i, "input": quantization(tensor),
+                                 "output": output})
+    return problems
+
+
 def _tensor_quantization(details):
     scale, zero_point = details["quantization"]
     if not scale:
@@ -674,8 +722,9 @@ def tflite_metadata_available():
 def _embed_task_metadata(model_bytes, image_size, input_dtype):
     """The model with Task library `ImageSegmenter` metadata, or None.
 
-    The single output channel is a confidence mask (use the Task library's
-    CONFIDENCE_MASK output type; a CATEGORY_MASK over one class is all 0).
+    The single output channel is a confidence mask: read MediaPipe's
+    ImageSegmenter `confidence_masks[0]`. Its category mask over one channel
+    is 0 where the confidence is above 0.5 (blurred) and 255 elsewhere.
     """
     modules, reason = _import_metadata_writer()
     if modules is None:
@@ -755,9 +804,16 @@ def _pin_input_range(batches):
     return [first] + batches[1:]
 
 
-def _convert(model, mode, image_size, calibration, io_dtype):
+@contextlib.contextmanager
+def tflite_converter(model, mode, image_size, calibration=None, io_dtype="uint8"):
+    """A configured `tf.lite.TFLiteConverter` for the fixed-size serving graph.
+
+    A context manager: the converter reads a temporary SavedModel, removed on
+    exit. `calibration` (for int8) is a list of float batches [1, S, S, 3].
+    """
     import tensorflow as tf
 
+    mode = parse_tflite_mode(mode)
     with tempfile.TemporaryDirectory() as folder:
         root = _serving_root(model, image_size=image_size, batch_size=1, with_encoded=False)
         tf.saved_model.save(
@@ -778,6 +834,11 @@ def _convert(model, mode, image_size, calibration, io_dtype):
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.as_dtype(io_dtype)
             converter.inference_output_type = tf.as_dtype(io_dtype)
+        yield converter
+
+
+def _convert(model, mode, image_size, calibration, io_dtype):
+    with tflite_converter(model, mode, image_size, calibration, io_dtype) as converter:
         try:
             return converter.convert()
         except Exception as error:
@@ -837,6 +898,12 @@ def export_tflite(
 
     model_bytes = _convert(model, mode, size, calibration, io_dtype)
     ops = check_builtin_ops(model_bytes)
+    requantizing = requantizing_data_ops(model_bytes)
+    if requantizing:
+        raise ExportError(
+            "the int8 model has data-movement ops whose output quantization differs "
+            f"from their input's, which distorts their values: {requantizing}"
+        )
 
     interpreter = load_tflite(model_bytes)
     input_details, output_details = tflite_io_details(interpreter)
@@ -877,7 +944,10 @@ def export_tflite(
             "color": "RGB",
             "range": "0..255",
             "normalization": NORMALIZATION,
-            "resize": "bilinear, antialiased, to a square (aspect ratio not kept)",
+            "resize": "to a square (aspect ratio not kept); detect uses antialiased "
+                      "bilinear, and models trained with every resize method (the "
+                      "shipped ones) give the same map for plain bilinear, area, "
+                      "nearest or bicubic",
             "quantization": _tensor_quantization(input_details),
         },
         output={

@@ -20,12 +20,20 @@ IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
 
 @register
 class VGGPreprocess(layers.Layer):
-    """RGB values 0..255 to VGG16's input: BGR with the ImageNet mean removed."""
+    """RGB values 0..255 to VGG16's input: BGR with the ImageNet mean removed.
+
+    Written as one fixed 1x1 convolution (a channel permutation with the
+    negated mean as bias) rather than a flip and a subtraction: a flip becomes
+    TFLite's `REVERSE_V2`, whose int8 kernel copies bytes between tensors of
+    different quantization and so distorts every pixel.
+    """
 
     def call(self, images):
-        bgr = ops.flip(images, axis=-1)
-        mean = ops.convert_to_tensor(IMAGENET_MEAN_BGR, dtype=bgr.dtype)
-        return bgr - mean
+        dtype = images.dtype
+        permutation = np.eye(3, dtype="float32")[::-1].reshape(1, 1, 3, 3)
+        kernel = ops.convert_to_tensor(permutation, dtype=dtype)
+        mean = ops.convert_to_tensor(IMAGENET_MEAN_BGR, dtype=dtype)
+        return ops.conv(images, kernel) - mean
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -153,11 +161,74 @@ class BilinearKernel(keras.initializers.Initializer):
         return {}
 
 
+@register
+class GroupNorm(layers.Layer):
+    """Group normalisation written with 4-D tensors only.
+
+    Computes what `keras.layers.GroupNormalization` computes (statistics over
+    H, W and the channels of each group; two-pass variance; float32
+    statistics under mixed precision), and has the same weights (`gamma`,
+    `beta`), so models saved with it load unchanged. Keras reshapes to
+    [N, H, W, groups, C / groups]; 5-D tensors are refused by LiteRT's GPU
+    accelerator. Here per-channel means over H and W are averaged within each
+    group by a fixed 1x1 convolution, which every TFLite runtime runs and
+    int8 quantizes well.
+
+    Args:
+        groups: the channel groups; must divide the channels.
+        epsilon: added to the variance.
+    """
+
+    def __init__(self, groups, epsilon=1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.groups = groups
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None or channels % self.groups:
+            raise ValueError(
+                f"GroupNorm: {self.groups} groups must divide the channels, "
+                f"got {channels}"
+            )
+        self.gamma = self.add_weight(
+            shape=(channels,), name="gamma", initializer="ones", autocast=False
+        )
+        self.beta = self.add_weight(
+            shape=(channels,), name="beta", initializer="zeros", autocast=False
+        )
+        size = channels // self.groups
+        group_of = np.arange(channels) // size
+        averaging = (group_of[:, None] == group_of[None, :]) / size
+        self._averaging = averaging.astype("float32").reshape(1, 1, channels, channels)
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        kernel = ops.convert_to_tensor(self._averaging)
+
+        def group_mean(values):
+            per_channel = ops.mean(values, axis=(1, 2), keepdims=True)
+            return ops.conv(per_channel, kernel)
+
+        centred = x - group_mean(x)
+        scale = ops.rsqrt(group_mean(ops.square(centred)) + self.epsilon)
+        outputs = centred * (scale * self.gamma) + self.beta
+        return ops.cast(outputs, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"groups": self.groups, "epsilon": self.epsilon})
+        return config
+
+
 def _normalization(kind, channels, name):
     if kind == "batch":
         return layers.BatchNormalization(name=name)
     if kind == "group":
-        return layers.GroupNormalization(groups=min(8, channels), name=name)
+        return GroupNorm(groups=min(8, channels), name=name)
     return None
 
 

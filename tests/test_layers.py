@@ -13,6 +13,44 @@ def test_vgg_preprocess_matches_keras_applications():
     np.testing.assert_allclose(np.asarray(actual), expected, atol=1e-4)
 
 
+def test_vgg_preprocess_is_one_convolution_no_flip():
+    """A flip would become REVERSE_V2, which int8 TFLite distorts (issue 11)."""
+    import tensorflow as tf
+
+    graph = tf.function(kd_layers.VGGPreprocess()).get_concrete_function(
+        tf.TensorSpec([1, 8, 8, 3], tf.float32)).graph
+    kinds = {op.type for op in graph.get_operations()}
+    assert "ReverseV2" not in kinds and "Conv2D" in kinds
+
+
+@pytest.mark.parametrize("channels,groups", [(32, 8), (8, 8), (12, 4)])
+def test_group_norm_matches_keras_group_normalization(channels, groups):
+    rng = np.random.default_rng(channels)
+    x = rng.normal(3.0, 2.0, (2, 9, 7, channels)).astype("float32")
+    reference = keras.layers.GroupNormalization(groups=groups)
+    ours = kd_layers.GroupNorm(groups=groups)
+    reference.build(x.shape)
+    ours.build(x.shape)
+    weights = [rng.normal(1, 0.3, channels).astype("float32"),
+               rng.normal(0, 0.3, channels).astype("float32")]
+    reference.set_weights(weights)
+    ours.set_weights(weights)  # the same weights, in the same order
+    np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(reference(x)), atol=2e-5)
+    assert [v.name for v in ours.weights] == [v.name for v in reference.weights]
+    harness.assert_layer_serializes(ours, x)
+
+
+def test_group_norm_uses_four_dimensional_tensors_only():
+    import tensorflow as tf
+
+    layer = kd_layers.GroupNorm(groups=4)
+    graph = tf.function(layer).get_concrete_function(
+        tf.TensorSpec([1, 8, 8, 16], tf.float32)).graph
+    ranks = {len(out.shape) for op in graph.get_operations() for out in op.outputs
+             if out.shape.rank is not None}
+    assert max(ranks) <= 4, ranks
+
+
 @pytest.mark.parametrize("size,padded", [(1, 32), (32, 32), (33, 64), (70, 96)])
 def test_pad_to_multiple(size, padded):
     layer = kd_layers.PadToMultiple(32)

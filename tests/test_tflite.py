@@ -183,6 +183,45 @@ def test_flex_ops_are_detected(tmp_path):
         export_lib.check_builtin_ops(flex)
 
 
+def test_no_five_dimensional_tensors(files):
+    """LiteRT's GPU accelerator refuses tensors of five dimensions."""
+    for key, path in files.items():
+        interpreter = export_lib.load_tflite(path)
+        ranks = {len(t["shape"]) for t in interpreter.get_tensor_details()}
+        assert max(ranks) <= 4, (key, ranks)
+
+
+@pytest.mark.parametrize("key", ["int8", "int8-io-int8"])
+def test_int8_data_movement_ops_keep_their_quantization(files, key):
+    names = export_lib.tflite_op_names(files[key])
+    assert "CONCATENATION" in names and "REVERSE_V2" not in names
+    assert export_lib.requantizing_data_ops(files[key]) == []
+
+
+def test_requantizing_data_op_is_detected():
+    """The check finds what broke int8 before: a flip quantized anew."""
+    import tensorflow as tf
+
+    kernel = tf.constant(np.random.default_rng(0).normal(0, 0.1, (3, 3, 3, 4)), tf.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 16, 16, 3], tf.float32)])
+    def flip_then_conv(images):
+        flipped = tf.reverse(images, axis=[-1]) * 1.5 - 100.0
+        return tf.nn.conv2d(tf.reverse(flipped, axis=[-1]), kernel, 1, "SAME")
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [flip_then_conv.get_concrete_function()], tf.Module())
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(1)
+    converter.representative_dataset = lambda: (
+        [rng.uniform(0, 255, (1, 16, 16, 3)).astype("float32")] for _ in range(4))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    model_bytes = converter.convert()
+    assert "REVERSE_V2" in export_lib.tflite_op_names(model_bytes)
+    problems = export_lib.requantizing_data_ops(model_bytes)
+    assert problems and {p["op"] for p in problems} == {"REVERSE_V2"}
+
+
 def test_modes_are_a_closed_set():
     from export import tflite as cli
 

@@ -72,6 +72,20 @@ def test_paper_preset_rescales_caffe_rates():
     assert paper.learning_rate == pytest.approx(1e-8 * pixels)
     assert paper.weight_decay == pytest.approx(5e-4 / pixels)
     assert (paper.optimizer, paper.momentum, paper.steps, paper.drop_at) == ("sgd", 0.9, 10000, 0.5)
+    assert paper.learning_rate == pytest.approx(4.096e-3)
+
+
+def test_paper_rate_follows_batch_and_crop_unless_given():
+    small = get_training_config("paper", batch_size=2, image_size=64)
+    assert small.learning_rate == pytest.approx(1e-8 * 2 * 64 * 64)
+    assert small.weight_decay == pytest.approx(5e-4 / (2 * 64 * 64))
+    args = train_lib.build_parser().parse_args(
+        ["--preset", "paper", "--data", "d", "--out", "o", "--batch-size", "2",
+         "--image-size", "64"])
+    assert train_lib.config_from_args(args).learning_rate == pytest.approx(8.192e-5)
+    explicit = get_training_config("paper", batch_size=2, learning_rate=0.5)
+    assert explicit.learning_rate == 0.5 and explicit.summed_learning_rate is None
+    assert explicit.weight_decay == pytest.approx(5e-4 / (2 * 320 * 320))
 
 
 def test_steps_must_fill_whole_epochs():

@@ -8,6 +8,8 @@ from typing import Optional
 from typing import Union
 
 from keras_defusion.config import MODEL_PRESETS
+from keras_defusion.data import DEFAULT_RESIZE_METHODS
+from keras_defusion.data import RESIZE_METHODS
 
 # The paper trains with Caffe, whose cross-entropy is summed over the pixels
 # of the batch; Keras averages it. The gradient of the mean is the gradient of
@@ -39,9 +41,17 @@ class TrainingConfig:
         steps_per_epoch: steps between validations, checkpoints and log rows.
         optimizer: "sgd", "adam" or "adamw".
         learning_rate: the initial learning rate (for the mean loss).
+            Derived when `summed_learning_rate` is set.
         momentum: SGD momentum.
         weight_decay: decoupled weight decay (the optimizer's
             `weight_decay`), applied as w -= lr * weight_decay * w per step.
+            Derived when `summed_weight_decay` is set.
+        summed_learning_rate: a rate for a loss summed over the batch's
+            pixels, as Caffe sums it and the paper quotes it. When set,
+            `learning_rate` = summed_learning_rate * N*H*W (N = batch_size,
+            H = W = image_size), so the rate follows the batch and the crop.
+        summed_weight_decay: Caffe's L2 decay on the summed loss. When set,
+            `weight_decay` = summed_weight_decay / (N*H*W).
         schedule: "step" (x drop_factor at drop_at * steps), "cosine" or
             "constant".
         drop_at: fraction of the steps where the step schedule drops.
@@ -56,6 +66,9 @@ class TrainingConfig:
             when no validation folder is given (0 for none).
         polarity: mask polarity of the data ("blur-white" for CUHK).
         max_rotation, scale_range, flip: augmentation (section 3.3).
+        resize_methods: how training photos are downscaled, one drawn per
+            photo (`keras_defusion.data.RESIZE_METHODS`); all of them make
+            the model independent of the resampling a runtime uses.
         mixed_precision: mixed_float16 compute on GPUs; outputs and saved
             models stay float32.
         distribution: "auto" (multi-worker from TF_CONFIG, mirrored over
@@ -76,6 +89,8 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 0.0
+    summed_learning_rate: Optional[float] = None
+    summed_weight_decay: Optional[float] = None
     schedule: str = "step"
     drop_at: float = 0.5
     drop_factor: float = 0.1
@@ -89,6 +104,7 @@ class TrainingConfig:
     max_rotation: float = 15.0
     scale_range: tuple = (1.0, 1.25)
     flip: bool = True
+    resize_methods: tuple = DEFAULT_RESIZE_METHODS
     mixed_precision: bool = False
     distribution: str = "auto"
     seed: int = 0
@@ -96,6 +112,13 @@ class TrainingConfig:
 
     def __post_init__(self):
         self.scale_range = tuple(self.scale_range)
+        self.resize_methods = tuple(self.resize_methods)
+        unknown = [m for m in self.resize_methods if m not in RESIZE_METHODS]
+        if not self.resize_methods or unknown:
+            raise ValueError(
+                f"resize_methods must name some of {RESIZE_METHODS}, got "
+                f"{list(self.resize_methods)}"
+            )
         if self.model_preset not in MODEL_PRESETS:
             raise ValueError(
                 f"unknown model preset {self.model_preset!r}; choose from "
@@ -119,12 +142,18 @@ class TrainingConfig:
                 f"steps ({self.steps}) must be a multiple of steps_per_epoch "
                 f"({self.steps_per_epoch}): training runs whole epochs"
             )
+        pixels = self.batch_size * self.image_size * self.image_size
+        if self.summed_learning_rate is not None:
+            self.learning_rate = self.summed_learning_rate * pixels
+        if self.summed_weight_decay is not None:
+            self.weight_decay = self.summed_weight_decay / pixels
         if not 0 <= self.val_fraction < 1:
             raise ValueError("val_fraction must be in [0, 1)")
 
     def to_dict(self):
         values = dataclasses.asdict(self)
         values["scale_range"] = list(self.scale_range)
+        values["resize_methods"] = list(self.resize_methods)
         return values
 
     @classmethod
@@ -142,7 +171,8 @@ TRAINING_PRESETS = {
     # Caffe's summed loss (see PAPER_PIXELS): lr = 1e-8 * N*H*W; Caffe's L2
     # decay adds 5e-4 * w to the summed gradient, i.e. 5e-4 / (N*H*W) * w to
     # the mean one, so the decay keeps the paper's (negligible) strength as a
-    # decoupled weight decay of 5e-4 / (N*H*W).
+    # decoupled weight decay of 5e-4 / (N*H*W). Both follow --batch-size and
+    # --image-size (summed_*); an explicit --lr replaces the derived rate.
     "paper": TrainingConfig(
         model_preset="paper",
         backbone_weights="imagenet",
@@ -151,9 +181,9 @@ TRAINING_PRESETS = {
         steps=10000,
         steps_per_epoch=500,
         optimizer="sgd",
-        learning_rate=1e-8 * PAPER_PIXELS,
+        summed_learning_rate=1e-8,
         momentum=0.9,
-        weight_decay=5e-4 / PAPER_PIXELS,
+        summed_weight_decay=5e-4,
         schedule="step",
         drop_at=0.5,
         drop_factor=0.1,
@@ -193,6 +223,9 @@ TRAINING_PRESETS = {
         clipnorm=1.0,
         synthetic_steps=0,
         val_fraction=0.1,
+        # Every resampling method, so that phone runtimes, which resize
+        # without antialiasing, get the same maps (README, "Phones").
+        resize_methods=RESIZE_METHODS,
     ),
 }
 
@@ -204,5 +237,10 @@ def get_training_config(preset, **overrides):
             f"unknown training preset {preset!r}; choose from {sorted(TRAINING_PRESETS)}"
         )
     values = TRAINING_PRESETS[preset].to_dict()
+    # An explicit rate or decay replaces the preset's derived one.
+    if "learning_rate" in overrides:
+        values["summed_learning_rate"] = None
+    if "weight_decay" in overrides:
+        values["summed_weight_decay"] = None
     values.update(overrides)
     return TrainingConfig.from_dict(values)

@@ -41,7 +41,8 @@ def select_strategy(kind="auto"):
         kind: "auto" picks MultiWorkerMirrored when `TF_CONFIG` names several
             workers, Mirrored over all GPUs when there are two or more, and
             the default strategy otherwise (one GPU or the CPU); or
-            "default", "mirrored", "multi_worker" by name.
+            "default", "mirrored" (over the GPUs, or over the logical CPUs
+            where there is no GPU), "multi_worker" by name.
     """
     if kind == "auto":
         if cluster_workers() > 1:
@@ -53,7 +54,10 @@ def select_strategy(kind="auto"):
     if kind == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     if kind == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        # Over all GPUs; without GPUs, over the logical CPUs (for tests).
+        gpus = tf.config.list_logical_devices("GPU")
+        cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(None if gpus else cpus)
     if kind == "default":
         return tf.distribute.get_strategy()
     raise ValueError(f"unknown distribution {kind!r}")

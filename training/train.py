@@ -32,9 +32,11 @@ import keras
 import tensorflow as tf
 
 from keras_defusion import data as data_lib
+from keras_defusion import export_lib
 from keras_defusion import image_io
 from keras_defusion import metrics as metrics_lib
 from keras_defusion import synthetic
+from keras_defusion.data import RESIZE_METHODS
 from keras_defusion.encoder import BackboneWeightsError
 from keras_defusion.image_io import atomic_write
 from keras_defusion.losses import deep_supervision_losses
@@ -79,7 +81,7 @@ def build_model(config):
         **config.model_overrides,
     )
     if config.init_model:
-        source = keras.saving.load_model(config.init_model, compile=False)
+        source = export_lib.load_model_file(config.init_model)
         model.set_weights(source.get_weights())
     return model
 
@@ -137,6 +139,7 @@ def build_datasets(config, data_dir, val_dir=None, per_worker=None):
         max_rotation=config.max_rotation,
         scale_range=config.scale_range,
         flip=config.flip,
+        resize_methods=config.resize_methods,
     )
     train = data_lib.make_dataset(
         train_pairs,
@@ -245,9 +248,14 @@ def float32_copy(model):
     if model.dtype_policy.name == "float32":
         return model
     config = model.get_config()
-    config.pop("dtype", None)
-    with keras.dtype_policies.DTypePolicyScope("float32"):
+    config["dtype"] = "float32"
+    # Layers take the global policy when built; Keras 3 has no policy scope.
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
         copy = DeFusionNet.from_config(config)
+    finally:
+        keras.config.set_dtype_policy(policy)
     copy.set_weights(model.get_weights())
     return copy
 
@@ -487,11 +495,14 @@ def build_parser():
     parser.add_argument("--batch-size", type=int, help="global batch (per replica x replicas)")
     parser.add_argument("--image-size", type=int, help="side of the square training crops")
     parser.add_argument("--weights", help="encoder's initial weights: imagenet, none or PATH")
-    parser.add_argument("--init-model", help="a .keras model whose weights start the run "
-                        "(fine-tuning a trained model)")
+    parser.add_argument("--init-model", help="a .keras model, or a shipped model's name, "
+                        "whose weights start the run (fine-tuning a trained model)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     parser.add_argument("--lr", type=float, dest="learning_rate", help="initial learning rate")
     parser.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
+    parser.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up steps")
+    parser.add_argument("--resize-methods", help="comma-separated resampling methods drawn "
+                        f"for training photos, from {','.join(RESIZE_METHODS)}")
     parser.add_argument("--steps-per-epoch", type=int,
                         help="steps between validations, checkpoints and log rows")
     parser.add_argument("--synthetic-steps", type=int, help="synthetic-defocus warm-up steps")
@@ -524,6 +535,8 @@ def config_from_args(args):
             "init_model": args.init_model,
             "learning_rate": args.learning_rate,
             "optimizer": args.optimizer,
+            "warmup_steps": args.warmup_steps,
+            "resize_methods": args.resize_methods and args.resize_methods.split(","),
             "steps_per_epoch": args.steps_per_epoch,
             "synthetic_steps": args.synthetic_steps,
             "val_fraction": args.val_fraction,
@@ -553,7 +566,8 @@ def main(argv=None):
         config = config_from_args(args)
         result = train(config, args.data, args.out, args.val, resume=args.resume,
                        verbose=verbose)
-    except (data_lib.DataError, BackboneWeightsError, FileNotFoundError, FileExistsError,
+    except (data_lib.DataError, BackboneWeightsError, export_lib.ExportError,
+            FileNotFoundError, FileExistsError,
             ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,77 @@
+"""Per-layer int8 error of a model, from TensorFlow Lite's QuantizationDebugger.
+
+Converts the model as `export_tflite(mode="int8")` does, runs the debugger on
+calibration photos and writes its per-layer statistics as JSON, worst layer
+first (by the RMSE of the quantization error over the layer's scale, the
+debugger's own measure). A layer far above the others is where int8 loses
+accuracy (before issue 11: the flip of the RGB->BGR preprocessing, 100x any
+convolution). Usage:
+
+    python -m benchmarks.quantization_debug --model defusionnet-scratch-cuhk \\
+        --calibration ../shared/data/CUHK/train/images --out /tmp/quantization.json
+"""
+
+import argparse
+import csv
+import io
+import math
+import os
+import sys
+
+import tensorflow as tf
+
+from keras_defusion import export_lib
+from keras_defusion import image_io
+
+
+def layer_errors(model, calibration_dir, size=None, num_calibration=50):
+    """The debugger's per-layer rows, worst first."""
+    size = int(size or model.defusion_config.inference_size)
+    calibration = export_lib.calibration_photos(calibration_dir, size, num_calibration)
+    with export_lib.tflite_converter(model, "int8", size, calibration) as converter:
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=lambda: ([batch] for batch in calibration))
+        debugger.run()
+    dump = io.StringIO()
+    debugger.layer_statistics_dump(dump)
+    rows = []
+    for row in csv.DictReader(io.StringIO(dump.getvalue())):
+        parsed = {}
+        for key, value in row.items():
+            try:
+                parsed[key] = float(value)
+            except (TypeError, ValueError):
+                parsed[key] = value
+        scale = parsed.get("scale")
+        rmse = parsed.get("mean_squared_error")
+        if isinstance(scale, float) and isinstance(rmse, float) and scale > 0:
+            parsed["rmse_over_scale"] = math.sqrt(rmse) / scale
+        rows.append(parsed)
+    rows.sort(key=lambda r: -r.get("rmse_over_scale", 0.0))
+    return {"image_size": size, "calibration_photos": len(calibration), "layers": rows}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="a .keras file or a shipped model's name")
+    parser.add_argument("--calibration", required=True, help="a folder of real photos")
+    parser.add_argument("--num-calibration", type=int, default=50)
+    parser.add_argument("--image-size", type=int, help="default: the model's inference size")
+    parser.add_argument("--out", required=True, help="the JSON file to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    args = parser.parse_args(argv)
+    if os.path.exists(args.out) and not args.overwrite:
+        parser.error(f"{args.out} exists; pass --overwrite to replace it")
+    model = export_lib.load_model_file(args.model)
+    result = {"model": args.model, **layer_errors(model, args.calibration, args.image_size,
+                                                  args.num_calibration)}
+    image_io.write_json(args.out, result)
+    for row in result["layers"][:5]:
+        print(f"{row.get('op_name', '?'):20s} {row.get('tensor_name', '?')[:70]:70s} "
+              f"rmse/scale {row.get('rmse_over_scale', float('nan')):.3f}")
+    print(f"wrote {args.out} ({len(result['layers'])} layers)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Our TFLite files in the runtimes phone apps use: MediaPipe and LiteRT's GPU.
+
+Each part skips cleanly where its runtime is absent: `mediapipe` (in the
+test extra), LiteRT's `CompiledModel` with a Vulkan driver (on a machine
+without a GPU, lavapipe from `.ci/fetch_lavapipe.sh`, named by
+`LAVAPIPE_DIR`), TFLite metadata (tflite-support) and the CUHK data.
+"""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_defusion import export_lib
+from keras_defusion import image_io
+from keras_defusion import pretrained
+from keras_defusion import runtimes
+from keras_defusion.detector import load_detector
+from tests import harness
+from tests.test_tflite import calibration_set
+
+SIZE = 64
+FLOAT_MODES = ("float32", "float16")
+
+
+def _mediapipe_segmenter(path):
+    try:
+        return runtimes.MediaPipeSegmenter(path)
+    except runtimes.RuntimeUnavailable as error:
+        pytest.skip(str(error))
+
+
+def _run_on_gpu(path, images, float32=False):
+    try:
+        return runtimes.run_on_gpu(path, images, float32=float32)
+    except runtimes.RuntimeUnavailable as error:
+        pytest.skip(str(error))
+
+
+def _input_dtype(path):
+    details, _ = export_lib.tflite_io_details(export_lib.load_tflite(path))
+    return np.dtype(details["dtype"])
+
+
+def _as_probability(maps):
+    maps = np.asarray(maps)
+    return maps.astype(np.float32) / 255.0 if maps.dtype == np.uint8 else maps.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory):
+    """float32, float16 and int8 exports of a tiny model, with metadata."""
+    if not export_lib.tflite_metadata_available():
+        pytest.skip("tflite-support is not importable: no TFLite metadata")
+    model = harness.tiny_model(inference_size=SIZE)
+    folder = tmp_path_factory.mktemp("phone")
+    return {
+        mode: export_lib.export_tflite(
+            model, folder / f"{mode}.tflite", mode,
+            calibration_images=calibration_set() if mode == "int8" else None)
+        for mode in (*FLOAT_MODES, "int8")
+    }
+
+
+# --- LiteRT's GPU accelerator ------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [*FLOAT_MODES, "int8"])
+def test_tiny_exports_run_fully_on_the_gpu(tiny_files, mode):
+    """Every op of every mode is delegated. The maps' numbers are checked on
+    the shipped models (below): a random tiny model's GPU maps follow the CPU's
+    but differ more (mean 0.006-0.015 at 64-128 px, measured in float32)."""
+    photos = np.stack([export_lib.preprocess_photo(p, SIZE)[0] for p in calibration_set(3)])
+    path = tiny_files[mode]
+    run = _run_on_gpu(path, photos.round().astype(_input_dtype(path)), float32=True)
+    assert run.fully_accelerated, (run.gpu_ops, run.cpu_ops)
+    gpu, cpu = _as_probability(run.gpu_outputs), _as_probability(run.cpu_outputs)
+    harness.assert_map_spread(cpu, minimum=0.01)
+    assert np.corrcoef(gpu.ravel(), cpu.ravel())[0, 1] > 0.9
+
+
+def _shipped_gpu_files(tmp_path_factory):
+    """Every shipped model's int8 file, and its float32 and float16 exports."""
+    folder = tmp_path_factory.mktemp("shipped_gpu")
+    files = {}
+    for name in pretrained.available_models():
+        directory = pretrained.pretrained_dir(name)
+        files[(name, "int8")] = str(directory / pretrained.INT8_TFLITE_FILE)
+        model = pretrained.load_pretrained(name)
+        for mode in FLOAT_MODES:
+            files[(name, mode)] = export_lib.export_tflite(
+                model, folder / f"{name}-{mode}.tflite", mode, metadata=False)
+    return files
+
+
+def _real_photos(cuhk_dir, count):
+    paths = sorted((cuhk_dir / "test" / "images").iterdir())[:count]
+    return [image_io.load_rgb(path) for path in paths]
+
+
+@pytest.mark.slow
+@pytest.mark.cuhk
+def test_shipped_exports_run_fully_on_the_gpu_with_cpu_maps(cuhk_dir, tmp_path_factory):
+    files = _shipped_gpu_files(tmp_path_factory)
+    photos = _real_photos(cuhk_dir, 4)
+    for (name, mode), path in files.items():
+        size = int(export_lib.tflite_io_details(export_lib.load_tflite(path))[0]["shape"][1])
+        batch = np.stack([export_lib.preprocess_photo(p, size)[0] for p in photos])
+        run = _run_on_gpu(path, batch.round().astype(_input_dtype(path)))
+        assert run.fully_accelerated, (name, mode, run.gpu_ops, run.cpu_ops)
+        errors = np.abs(_as_probability(run.gpu_outputs) - _as_probability(run.cpu_outputs))
+        assert errors.mean() < 0.01, (name, mode, errors.mean(axis=(1, 2, 3)))
+
+
+# --- MediaPipe's ImageSegmenter ----------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["float32", "int8"])
+def test_mediapipe_reads_our_contract(tiny_files, mode):
+    """One 4-D output, float32 or uint8, metadata: MediaPipe loads and runs it."""
+    path = tiny_files[mode]
+    interpreter = export_lib.load_tflite(path)
+    outputs = interpreter.get_output_details()
+    assert len(outputs) == 1 and len(outputs[0]["shape"]) == 4
+    assert np.dtype(outputs[0]["dtype"]).name in ("float32", "uint8")
+    assert export_lib.read_tflite_metadata_json(path) is not None
+    photo = calibration_set(1)[0]
+    with _mediapipe_segmenter(path) as segmenter:
+        confidence, category = segmenter.segment_masks(photo)
+        assert segmenter.labels == [export_lib.TFLITE_LABEL]
+    assert confidence.shape == category.shape == photo.shape[:2]
+    assert confidence.dtype == np.float32 and 0 <= confidence.min() <= confidence.max() <= 1
+    harness.assert_map_spread(confidence, minimum=0.01)
+    # MediaPipe's one-channel category mask: 0 = blurred (confidence > 0.5).
+    agree = (category == 0) == (confidence > 0.5)
+    assert agree.mean() > 0.98, agree.mean()
+
+
+def _photos_of_several_shapes(cuhk_dir, folder):
+    """CUHK test photos as files: landscape, portrait, wide and tall crops, and
+    a JPEG stored on its side with EXIF orientation 6 (rotate 90 clockwise)."""
+    photos = [Image.open(p).convert("RGB") for p in sorted((cuhk_dir / "test" / "images").iterdir())]
+    landscape = [p for p in photos if p.width > p.height][:3]
+    portrait = [p for p in photos if p.height > p.width][:2]
+    w, h = landscape[0].size
+    shapes = landscape + portrait + [landscape[1].crop((0, h // 4, w, h // 4 + w // 3)),
+                                     portrait[0].crop((0, 0, portrait[0].width // 2,
+                                                       portrait[0].height))]
+    paths = []
+    for index, photo in enumerate(shapes):
+        path = folder / f"photo_{index}.png"
+        photo.save(path)
+        paths.append(path)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = folder / "exif_6.jpg"
+    landscape[2].transpose(Image.Transpose.ROTATE_90).save(rotated, quality=95, exif=exif)
+    return paths + [rotated]
+
+
+@pytest.mark.cuhk
+@pytest.mark.parametrize("mode", ["float32", "int8"])
+def test_mediapipe_gives_detects_map_on_shipped_exports(cuhk_dir, tmp_path, mode):
+    """MediaPipe resizes without antialiasing; the shipped model does not care."""
+    if not export_lib.tflite_metadata_available():
+        pytest.skip("tflite-support is not importable: MediaPipe needs float32 metadata")
+    name = pretrained.DEFAULT_MODEL
+    if mode == "int8":
+        path = pretrained.pretrained_dir(name) / pretrained.INT8_TFLITE_FILE
+    else:
+        path = export_lib.export_tflite(pretrained.load_pretrained(name),
+                                        tmp_path / "float32.tflite", mode)
+    detector = load_detector(str(path))
+    errors = {}
+    with _mediapipe_segmenter(path) as segmenter:
+        for photo_path in _photos_of_several_shapes(cuhk_dir, tmp_path):
+            expected = detector.detect(str(photo_path))
+            actual = segmenter.segment(image_io.load_rgb(photo_path))
+            assert actual.shape == expected.shape, photo_path.name
+            errors[photo_path.name] = float(np.abs(actual - expected).mean())
+    harness.assert_map_spread(expected)
+    assert max(errors.values()) < 0.02, errors
