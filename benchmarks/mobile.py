@@ -33,6 +33,8 @@ import zipfile
 
 import numpy as np
 
+from benchmarks import add_out_arguments
+from benchmarks import parse_args_keeping_results
 from keras_defusion import evaluation
 from keras_defusion import export_lib
 from keras_defusion import image_io
@@ -153,17 +155,14 @@ def gpu_summary(path, size):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="the JSON file to write")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_out_arguments(parser)
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="CUHK test folder")
     parser.add_argument("--models", default=",".join(pretrained.available_models()),
                         help="comma-separated shipped model names")
     parser.add_argument("--selfie", help="selfie_segmentation.tflite (default: fetched)")
     parser.add_argument("--limit", type=int, help="score only the first N test photos")
     parser.add_argument("--rounds", type=int, default=30, help="timed runs per file")
-    args = parser.parse_args(argv)
-    if os.path.exists(args.out) and not args.overwrite:
-        parser.error(f"{args.out} exists; pass --overwrite to replace it")
+    args = parse_args_keeping_results(parser, argv)
 
     selfie = selfie_segmenter(args.selfie)
     photo = image_io.load_rgb(sorted(pathlib.Path(args.data, "images").iterdir())[0])

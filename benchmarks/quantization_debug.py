@@ -15,11 +15,12 @@ import argparse
 import csv
 import io
 import math
-import os
 import sys
 
 import tensorflow as tf
 
+from benchmarks import add_out_arguments
+from benchmarks import parse_args_keeping_results
 from keras_defusion import export_lib
 from keras_defusion import image_io
 
@@ -57,11 +58,8 @@ def main(argv=None):
     parser.add_argument("--calibration", required=True, help="a folder of real photos")
     parser.add_argument("--num-calibration", type=int, default=50)
     parser.add_argument("--image-size", type=int, help="default: the model's inference size")
-    parser.add_argument("--out", required=True, help="the JSON file to write")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    args = parser.parse_args(argv)
-    if os.path.exists(args.out) and not args.overwrite:
-        parser.error(f"{args.out} exists; pass --overwrite to replace it")
+    add_out_arguments(parser)
+    args = parse_args_keeping_results(parser, argv)
     model = export_lib.load_model_file(args.model)
     result = {"model": args.model, **layer_errors(model, args.calibration, args.image_size,
                                                   args.num_calibration)}

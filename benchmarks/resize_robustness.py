@@ -19,6 +19,8 @@ import sys
 
 import numpy as np
 
+from benchmarks import add_out_arguments
+from benchmarks import parse_args_keeping_results
 from keras_defusion import data
 from keras_defusion import evaluation
 from keras_defusion import export_lib
@@ -69,12 +71,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="a .keras file or a shipped model's name")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="a folder with images/ and gt/")
-    parser.add_argument("--out", required=True, help="the JSON file to write")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_out_arguments(parser)
     parser.add_argument("--limit", type=int, help="only the first N photos")
-    args = parser.parse_args(argv)
-    if os.path.exists(args.out) and not args.overwrite:
-        parser.error(f"{args.out} exists; pass --overwrite to replace it")
+    args = parse_args_keeping_results(parser, argv)
     model = export_lib.load_model_file(args.model)
     result = {"model": args.model, "data": args.data, **robustness(model, args.data, args.limit)}
     image_io.write_json(args.out, result)

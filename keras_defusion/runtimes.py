@@ -25,7 +25,6 @@ processes without TensorFlow.
 import contextlib
 import ctypes
 import dataclasses
-import importlib.util
 import json
 import os
 import re

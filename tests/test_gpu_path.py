@@ -15,22 +15,15 @@ import keras
 import numpy as np
 import pytest
 
-from keras_defusion import synthetic
 from tests.conftest import REPO_ROOT
 from tests.test_training import TINY_CLI
 from tests.test_training import _free_ports
+from tests.test_training import synthetic_dir  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow
 
 STEPS = ["--image-size", "32", "--batch-size", "4", "--steps-per-epoch", "2",
          "--val-fraction", "0.25"]
-
-
-@pytest.fixture(scope="module")
-def synthetic_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    synthetic.write_synthetic_folder(root, count=12, size=48, seed=3)
-    return root
 
 
 def _start_training(argv, logical_cpus=1, tf_config=None):

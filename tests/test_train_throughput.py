@@ -17,6 +17,7 @@ def tiny_data(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_reports_positive_consistent_figures(tiny_data, tmp_path):
     out = tmp_path / "throughput.json"
     argv = ["--data", str(tiny_data), "--presets", "mobile", "--image-size", "32",
