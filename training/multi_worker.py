@@ -41,6 +41,23 @@ def _per_example_loss(masks, outputs, loss_weights):
     return total
 
 
+def _agree_on_finiteness(optimizer, gradients):
+    """Makes every worker's gradients non-finite when any worker's are.
+
+    `LossScaleOptimizer` checks this worker's gradients for inf/NaN before
+    its inner optimizer all-reduces them. Workers that disagree take
+    different branches, and those that apply wait forever for the others'
+    all-reduce (seen as a hang under MultiWorkerMirroredStrategy). A scalar
+    all-reduce first makes them agree: all skip the step, or none does.
+    """
+    local = tf.cast(tf.logical_not(optimizer.check_finite(gradients)), tf.float32)
+    anywhere = tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.SUM, local
+    )
+    factor = tf.where(anywhere > 0, float("nan"), 1.0)
+    return [None if g is None else g * tf.cast(factor, g.dtype) for g in gradients]
+
+
 def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=False):
     """Trains with a custom loop under a MultiWorkerMirroredStrategy.
 
@@ -83,7 +100,9 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
         if manager.latest_checkpoint is None:
             raise FileNotFoundError(f"--resume: no checkpoint in {checkpoint_dir}")
         checkpoint.restore(manager.latest_checkpoint)
-        steps_done = int(optimizer.iterations.numpy())
+        # Checkpoints are numbered by the steps run; the optimizer's
+        # iterations leave out the steps a LossScaleOptimizer skipped.
+        steps_done = int(manager.latest_checkpoint.rsplit("-", 1)[1])
 
     def dataset_fn(context):
         # Each worker: its shard of the pairs, and its own synthetic seed.
@@ -112,6 +131,8 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
                 scaled = optimizer.scale_loss(loss) if config.mixed_precision else loss
             gradients = tape.gradient(scaled, model.trainable_variables)
+            if config.mixed_precision:
+                gradients = _agree_on_finiteness(optimizer, gradients)
             optimizer.apply_gradients(zip(gradients, model.trainable_variables))
             return loss
 
