@@ -14,10 +14,9 @@ from keras_defusion.data import RESIZE_METHODS
 # The paper trains with Caffe, whose cross-entropy is summed over the pixels
 # of the batch; Keras averages it. The gradient of the mean is the gradient of
 # the sum divided by N*H*W, so the paper's SGD learning rate 1e-8 becomes
-# 1e-8 * N*H*W here (4 x 320 x 320 pixels: 4.1e-3).
+# 1e-8 * N*H*W here (4 x 320 x 320 pixels: 4.1e-3); `summed_learning_rate`.
 PAPER_BATCH = 4
 PAPER_SIZE = 320
-PAPER_PIXELS = PAPER_BATCH * PAPER_SIZE * PAPER_SIZE
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
@@ -168,7 +167,7 @@ class TrainingConfig:
 TRAINING_PRESETS = {
     # Section 3.3: SGD, momentum 0.9, batch 4, 10k iterations, learning rate
     # x0.1 at 5k, ImageNet VGG16. The rate and the decay are rescaled from
-    # Caffe's summed loss (see PAPER_PIXELS): lr = 1e-8 * N*H*W; Caffe's L2
+    # Caffe's summed loss (see above): lr = 1e-8 * N*H*W; Caffe's L2
     # decay adds 5e-4 * w to the summed gradient, i.e. 5e-4 / (N*H*W) * w to
     # the mean one, so the decay keeps the paper's (negligible) strength as a
     # decoupled weight decay of 5e-4 / (N*H*W). Both follow --batch-size and
