@@ -454,8 +454,8 @@ def load_detector(source=None, image_size=None):
         A `Detector`.
 
     Raises:
-        pretrained.PretrainedModelMissing: a registered name whose files do
-            not ship (no trained default model ships yet).
+        pretrained.PretrainedModelMissing: a registered name whose files
+            are not installed.
         ModelLoadError: a missing, unsupported or unloadable source (the
             message names it).
     """

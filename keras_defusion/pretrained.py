@@ -8,8 +8,8 @@ A shipped model is a folder `keras_defusion/assets/<name>/` holding:
 - optionally `model_int8.tflite`: a full-integer TFLite export.
 
 `save_pretrained(model, folder)` writes that form; `load_pretrained(name)`
-reads it. Until a trained model ships, `load_pretrained` raises
-`PretrainedModelMissing` with what to do instead.
+reads it. A registered name whose files are absent (an install without the
+package data, say) raises `PretrainedModelMissing` with what to do instead.
 """
 
 import dataclasses
@@ -46,7 +46,7 @@ DEFAULT_MODEL = "defusionnet-scratch-cuhk"
 
 
 class PretrainedModelMissing(FileNotFoundError):
-    """A registered model's files are not in the package (none ships yet)."""
+    """A registered model's files are not in the installed package."""
 
 
 def default_assets_root():
@@ -183,8 +183,8 @@ def missing_model_message(name, directory):
     """What to tell a user whose pretrained model has no files."""
     return (
         f"the pretrained model {name!r} is not installed ({directory} holds no "
-        f"{CONFIG_FILE} + {WEIGHTS_FILE}): no trained default model ships with "
-        f"keras-defusion yet. Pass --model PATH (Python: load_detector(PATH)) "
+        f"{CONFIG_FILE} + {WEIGHTS_FILE}); reinstall keras-defusion with its "
+        f"package data, or pass --model PATH (Python: load_detector(PATH)) "
         f"with a .keras file from `python -m training.train`, a SavedModel "
         f"export folder or a .tflite file."
     )

@@ -119,6 +119,27 @@ def test_cli_arguments_map_to_config():
     assert config.model_preset == "paper"
 
 
+def test_bad_lambda_side_names_the_flag(capsys):
+    status = train_lib.main(["--preset", "paper", "--data", "d", "--out", "o",
+                             "--lambda-side", "{step1: 1"])
+    assert status == 2
+    assert "--lambda-side '{step1: 1' is neither a number nor JSON" in capsys.readouterr().err
+
+
+def test_resume_reports_only_the_flags_given(synthetic_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["--preset", "mobile", "--data", str(synthetic_dir), "--out", str(out),
+            "--weights", "none", *TINY_CLI, "--image-size", "32", "--batch-size", "4",
+            "--steps", "2", "--steps-per-epoch", "2", "--val-fraction", "0", "--verbose", "0"]
+    assert train_lib.main(argv) == 0
+    capsys.readouterr()
+    resumed = ["--preset", "mobile", "--data", str(synthetic_dir), "--out", str(out),
+               "--steps", "4", "--lr", "0.5", "--resume", "--verbose", "0"]
+    assert train_lib.main(resumed) == 0
+    err = capsys.readouterr().err
+    assert "ignoring: learning_rate\n" in err, err
+
+
 def _fixed_batch_loss(model, directory):
     from keras_defusion import data
 

@@ -285,8 +285,12 @@ def _history_from_csv(path):
     return history
 
 
-def prepare_run(config, out_dir, resume):
-    """Writes or checks the run's config; returns (config, state or None)."""
+def prepare_run(config, out_dir, resume, given=None):
+    """Writes or checks the run's config; returns (config, state or None).
+
+    On resume the saved settings win; the fields in `given` (the settings
+    the user set, None for all of `config`) that differ are reported.
+    """
     config_path = os.path.join(out_dir, "config.json")
     checkpoint_dir = os.path.join(out_dir, "checkpoints")
     state = _read_state(checkpoint_dir) if resume else None
@@ -307,6 +311,7 @@ def prepare_run(config, out_dir, resume):
         ignored = sorted(
             key for key, value in config.to_dict().items()
             if key != "steps" and saved.to_dict()[key] != value
+            and (given is None or key in given)
         )
         if ignored:
             print(f"--resume keeps the run's saved settings; ignoring: {', '.join(ignored)}",
@@ -316,7 +321,8 @@ def prepare_run(config, out_dir, resume):
     return config, state
 
 
-def train(config, data_dir, out_dir, val_dir=None, resume=False, verbose="auto", strategy=None):
+def train(config, data_dir, out_dir, val_dir=None, resume=False, verbose="auto", strategy=None,
+          given=None):
     """Trains DeFusionNet and writes the run folder (see the module docstring).
 
     Args:
@@ -330,6 +336,8 @@ def train(config, data_dir, out_dir, val_dir=None, resume=False, verbose="auto",
         verbose: Keras' progress display ("auto", 0, 1 or 2).
         strategy: a `tf.distribute.Strategy`; None selects one from
             `config.distribution`.
+        given: the `TrainingConfig` fields the user set (the CLI's flags);
+            a resumed run reports those it ignores. None: every field.
 
     Returns:
         A `TrainResult`.
@@ -338,7 +346,7 @@ def train(config, data_dir, out_dir, val_dir=None, resume=False, verbose="auto",
     multi_worker_run = distribution.is_multi_worker(strategy)
     state = None
     if not multi_worker_run:  # multi-worker runs resume from TF checkpoints
-        config, state = prepare_run(config, out_dir, resume)
+        config, state = prepare_run(config, out_dir, resume, given)
     set_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -525,7 +533,19 @@ def build_parser():
     return parser
 
 
-def config_from_args(args):
+def _lambda_side(text):
+    """--lambda-side: a number, or JSON mapping output names to weights."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"--lambda-side {text!r} is neither a number nor JSON ({error}); give e.g. "
+            "0.5 or '{\"step1_out1\": 0.5}'"
+        ) from None
+
+
+def cli_overrides(args):
+    """The `TrainingConfig` fields the command line sets, by name."""
     overrides = {
         key: value
         for key, value in {
@@ -542,7 +562,7 @@ def config_from_args(args):
             "val_fraction": args.val_fraction,
             "polarity": args.polarity,
             "lambda_fused": args.lambda_fused,
-            "lambda_side": args.lambda_side and json.loads(args.lambda_side),
+            "lambda_side": args.lambda_side and _lambda_side(args.lambda_side),
             "mixed_precision": args.mixed_precision,
             "distribution": args.distribution,
             "seed": args.seed,
@@ -556,16 +576,21 @@ def config_from_args(args):
         model_overrides = dict(TRAINING_PRESETS[args.preset].model_overrides)
         model_overrides.update(_parse_model_overrides(args.model_set))
         overrides["model_overrides"] = model_overrides
-    return get_training_config(args.preset, **overrides)
+    return overrides
+
+
+def config_from_args(args):
+    return get_training_config(args.preset, **cli_overrides(args))
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
     try:
-        config = config_from_args(args)
+        overrides = cli_overrides(args)
+        config = get_training_config(args.preset, **overrides)
         result = train(config, args.data, args.out, args.val, resume=args.resume,
-                       verbose=verbose)
+                       verbose=verbose, given=set(overrides))
     except (data_lib.DataError, BackboneWeightsError, export_lib.ExportError,
             FileNotFoundError, FileExistsError,
             ValueError) as error:
