@@ -232,7 +232,7 @@ def test_missing_default_model_stops_with_a_clear_message(tmp_path, capsys, monk
     photo = save_photo(tmp_path / "p.jpg", 20, 20)
     status, _, stderr = run_detect(capsys, photo, "--out", tmp_path / "out")
     assert status == 2
-    assert "no trained default model ships" in stderr and "--model PATH" in stderr
+    assert "is not installed" in stderr and "--model PATH" in stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -373,7 +373,7 @@ def test_missing_pretrained_model_says_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(pretrained.PretrainedModelMissing) as raised:
         pretrained.load_pretrained(pretrained.DEFAULT_MODEL, assets_root=tmp_path)
     message = str(raised.value)
-    assert "no trained default model ships" in message and "--model PATH" in message
+    assert "reinstall keras-defusion" in message and "--model PATH" in message
     monkeypatch.setattr(pretrained, "default_assets_root", lambda: tmp_path)
     for source in (None, pretrained.DEFAULT_MODEL):
         with pytest.raises(pretrained.PretrainedModelMissing, match="--model PATH"):

@@ -126,6 +126,7 @@ def test_bad_lambda_side_names_the_flag(capsys):
     assert "--lambda-side '{step1: 1' is neither a number nor JSON" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_resume_reports_only_the_flags_given(synthetic_dir, tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["--preset", "mobile", "--data", str(synthetic_dir), "--out", str(out),
