@@ -158,7 +158,7 @@ def _photos_of_several_shapes(cuhk_dir, folder):
 
 
 @pytest.mark.cuhk
-@pytest.mark.parametrize("mode", ["float32", "int8"])
+@pytest.mark.parametrize("mode", [pytest.param("float32", marks=pytest.mark.slow), "int8"])
 def test_mediapipe_gives_detects_map_on_shipped_exports(cuhk_dir, tmp_path, mode):
     """MediaPipe resizes without antialiasing, detect with; both maps agree.
 
