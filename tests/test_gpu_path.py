@@ -19,6 +19,7 @@ from tests.conftest import REPO_ROOT
 from tests.test_training import TINY_CLI
 from tests.test_training import _free_ports
 from tests.test_training import synthetic_dir  # noqa: F401 (a fixture)
+from tests.test_training import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -60,14 +61,9 @@ def _train(distribution, argv):
         ]
     else:
         processes = [_start_training(argv, logical_cpus=2 if distribution == "mirrored" else 1)]
-    outputs = []
-    for process in processes:
-        try:
-            output, _ = process.communicate(timeout=600)
-        finally:
-            process.kill()
+    outputs = wait_for(processes)
+    for process, output in zip(processes, outputs):
         assert process.returncode == 0, output[-3000:]
-        outputs.append(output)
     return outputs
 
 

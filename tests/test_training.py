@@ -248,6 +248,18 @@ def test_mirrored_strategy_over_two_logical_cpus(synthetic_dir, tmp_path):
     assert saved["replicas"] == 2
 
 
+def wait_for(processes, timeout=600):
+    """Each process's output once it ends; none is left running."""
+    outputs = []
+    for process in processes:
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        finally:
+            process.kill()
+        outputs.append(output)
+    return outputs
+
+
 def _free_ports(count):
     sockets = [socket.socket() for _ in range(count)]
     for s in sockets:
@@ -273,13 +285,7 @@ def test_two_local_workers_train_together(synthetic_dir, tmp_path):
             {"cluster": cluster, "task": {"type": "worker", "index": index}})})
         for index in range(2)
     ]
-    outputs = []
-    for worker in workers:
-        try:
-            output, _ = worker.communicate(timeout=600)
-        finally:
-            worker.kill()
-        outputs.append(output)
+    outputs = wait_for(workers)
     for worker, output in zip(workers, outputs):
         assert worker.returncode == 0, output
         assert "STEPS 4" in output, output
