@@ -585,13 +585,7 @@ def _build_dataset(
             f"scale_range must be (low, high) with 0 < low <= high, "
             f"got {scale_range}"
         )
-    resize_methods = tuple(resize_methods)
-    unknown = [m for m in resize_methods if m not in RESIZE_METHODS]
-    if not resize_methods or unknown:
-        raise ValueError(
-            f"resize_methods must be a non-empty selection of "
-            f"{RESIZE_METHODS}, got {resize_methods!r}"
-        )
+    resize_methods = check_resize_methods(resize_methods)
     if not 0 <= max_rotation < 45:
         raise ValueError(
             f"max_rotation must be in [0, 45) degrees, got {max_rotation}"
@@ -662,6 +656,18 @@ def _build_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def check_resize_methods(methods):
+    """`methods` as a tuple, if it is a non-empty selection of `RESIZE_METHODS`."""
+    methods = tuple(methods)
+    unknown = [m for m in methods if m not in RESIZE_METHODS]
+    if not methods or unknown:
+        raise ValueError(
+            f"resize_methods must be a non-empty selection of {RESIZE_METHODS}, "
+            f"got {list(methods)}"
+        )
+    return methods
+
+
 def _check_positive_int(value, name):
     if isinstance(value, bool) or int(value) != value or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -670,9 +676,7 @@ def _check_positive_int(value, name):
 
 def _resize_square(stacked, side):
     """Resizes [H, W, 4] (RGB + mask) to [side, side, 4], antialiased bilinear."""
-    return tf.image.resize(
-        stacked, tf.stack([side, side]), method="bilinear", antialias=True
-    )
+    return resize_photo(stacked, side, "antialiased")
 
 
 def _finish(stacked):
@@ -687,7 +691,7 @@ def _split(stacked):
 
 
 def resize_photo(image, side, method):
-    """Resizes RGB [H, W, 3] to [side, side, 3] by a `RESIZE_METHODS` name."""
+    """Resizes [H, W, C] to [side, side, C] by a `RESIZE_METHODS` name."""
     size = tf.stack([side, side])
     if method == "antialiased":
         return tf.image.resize(image, size, method="bilinear", antialias=True)
@@ -713,9 +717,10 @@ def _make_augment(size, max_rotation, scale_range, flip, rotation_border, resize
 
     Photo and mask travel as one [H, W, 4] tensor, so every geometric step is
     the same for both. Steps: one resize of the whole photo to a random square
-    side n = S * scale, by a method drawn from `resize_methods`; then a single projective warp that
-    rotates by a random angle about the centre, takes an S x S window at a
-    random integer offset and mirrors it (bilinear sampling); last the mask is
+    side n = S * scale, by a method drawn from `resize_methods`; then a single
+    projective warp that rotates by a random angle about the centre, takes an
+    S x S window at a random integer offset and mirrors it (bilinear
+    sampling); last the mask is
     re-binarised at 0.5. With `rotation_border="crop"` the window stays inside
     the rotated photo (n is raised as far as needed, so large angles zoom in);
     with `"reflect"` the corners are filled by reflection.

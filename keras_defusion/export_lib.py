@@ -946,8 +946,8 @@ def export_tflite(
             "normalization": NORMALIZATION,
             "resize": "to a square (aspect ratio not kept); detect uses antialiased "
                       "bilinear, and models trained with every resize method (the "
-                      "shipped ones) give the same map for plain bilinear, area, "
-                      "nearest or bicubic",
+                      "shipped ones) give nearly the same map for plain bilinear, "
+                      "area, nearest or bicubic",
             "quantization": _tensor_quantization(input_details),
         },
         output={

@@ -315,3 +315,10 @@ def test_package_writes_the_shipped_form(synthetic_dir, tmp_path):
     assert model.defusion_config.inference_size == 64
     assert load_detector(folder / "model_int8.tflite").image_size == 64
     assert [p.name for p in assets.iterdir()] == [pretrained.DEFAULT_MODEL]  # no staging left
+
+
+def test_resize_methods_are_a_closed_set():
+    assert tiny_config(resize_methods=["nearest", "area"]).resize_methods == ("nearest", "area")
+    for bad in ([], ["lanczos"]):
+        with pytest.raises(ValueError, match="resize_methods must be a non-empty selection"):
+            tiny_config(resize_methods=bad)

@@ -10,6 +10,7 @@ from typing import Union
 from keras_defusion.config import MODEL_PRESETS
 from keras_defusion.data import DEFAULT_RESIZE_METHODS
 from keras_defusion.data import RESIZE_METHODS
+from keras_defusion.data import check_resize_methods
 
 # The paper trains with Caffe, whose cross-entropy is summed over the pixels
 # of the batch; Keras averages it. The gradient of the mean is the gradient of
@@ -111,13 +112,7 @@ class TrainingConfig:
 
     def __post_init__(self):
         self.scale_range = tuple(self.scale_range)
-        self.resize_methods = tuple(self.resize_methods)
-        unknown = [m for m in self.resize_methods if m not in RESIZE_METHODS]
-        if not self.resize_methods or unknown:
-            raise ValueError(
-                f"resize_methods must name some of {RESIZE_METHODS}, got "
-                f"{list(self.resize_methods)}"
-            )
+        self.resize_methods = check_resize_methods(self.resize_methods)
         if self.model_preset not in MODEL_PRESETS:
             raise ValueError(
                 f"unknown model preset {self.model_preset!r}; choose from "
