@@ -21,6 +21,15 @@ TAP_LAYERS = (
 )
 TAP_STRIDES = (1, 2, 4, 8, 16, 32)
 NORMALIZATIONS = ("none", "batch", "group")
+# Encoders from keras.applications: the paper's VGG16 and mobile ones for
+# phones (`keras_defusion.encoder`). Every one is tapped at six layers.
+BACKBONES = ("vgg16", "mobilenet_v3_small", "mobilenet_v3_large", "mobilenet_v2")
+MOBILE_TAP_STRIDES = (2, 4, 8, 16, 32, 32)
+
+
+def tap_strides(backbone):
+    """The strides of a backbone's six tapped layers."""
+    return TAP_STRIDES if backbone == "vgg16" else MOBILE_TAP_STRIDES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,9 +50,15 @@ class DeFusionNetConfig:
             fused into one group at each step, which refines every layer.
         normalization: "none" (the paper), "batch" or "group" after each head
             convolution; helps training from scratch.
-        encoder_width: multiplier on VGG16's filters. 1.0 uses
-            `keras.applications.VGG16`; other values build a VGG16-shaped
-            encoder with the same layer names (for fast tests).
+        separable: the head's k x k convolutions depthwise-separable (a
+            depthwise k x k, then a 1x1), for phones.
+        backbone: the encoder (`BACKBONES`): "vgg16" (the paper) or a
+            `keras.applications` MobileNet, tapped at the end of each stride
+            (2 to 32) and at its last convolution.
+        encoder_width: multiplier on the encoder's filters. For VGG16, 1.0
+            uses `keras.applications.VGG16` and other values build a
+            VGG16-shaped encoder with the same layer names (for fast tests);
+            for MobileNets it is their `alpha`.
         encoder_batchnorm: batch normalisation after each encoder
             convolution (VGG16-BN, same layer names); only without
             pretrained weights, for training from scratch.
@@ -65,6 +80,8 @@ class DeFusionNetConfig:
     num_shallow: int = 3
     use_ffrm: bool = True
     normalization: str = "none"
+    separable: bool = False
+    backbone: str = "vgg16"
     encoder_width: float = 1.0
     encoder_batchnorm: bool = False
     encoder_init: str = "glorot_uniform"
@@ -90,6 +107,15 @@ class DeFusionNetConfig:
             raise ValueError(
                 f"normalization must be one of {NORMALIZATIONS}, got "
                 f"{self.normalization!r}"
+            )
+        if self.backbone not in BACKBONES:
+            raise ValueError(
+                f"backbone must be one of {BACKBONES}, got {self.backbone!r}"
+            )
+        if self.backbone != "vgg16" and self.encoder_batchnorm:
+            raise ValueError(
+                "encoder_batchnorm is for the vgg16 backbone; MobileNets "
+                "always have batch normalisation"
             )
         if self.encoder_init not in ("glorot_uniform", "he_normal"):
             raise ValueError(f"unknown encoder_init {self.encoder_init!r}")
@@ -144,6 +170,19 @@ MODEL_PRESETS = {
         encoder_width=0.5,
         encoder_batchnorm=True,
         encoder_init="he_normal",
+    ),
+    # For phones (issue 12): MobileNetV2 from keras.applications, the head
+    # depthwise-separable at 16 channels and batch norm (folded into the
+    # convolutions on export), the FFRM at 1/8 of the input. Chosen by
+    # int8 latency (benchmarks/results/phone_candidates.json).
+    "phone": DeFusionNetConfig(
+        backbone="mobilenet_v2",
+        side_channels=16,
+        fusion_channels=16,
+        working_stride=8,
+        normalization="batch",
+        separable=True,
+        inference_size=256,
     ),
 }
 

@@ -1,4 +1,4 @@
-"""The VGG16 encoder, tapped at the paper's six side layers."""
+"""The encoders: VGG16 tapped at the paper's six side layers, and MobileNets."""
 
 import os
 
@@ -125,3 +125,75 @@ def build_vgg16_encoder(
     taps = [vgg.get_layer(name).output for name in TAP_LAYERS]
     return keras.Model(vgg.input, taps, name="encoder")
 
+
+
+# The last layer of each stride 2..32 of the MobileNets in keras.applications
+# (block outputs, before the next stride); the sixth tap is the model's own
+# output, its last 1x1 convolution at stride 32. None: the stem's output.
+MOBILENET_TAPS = {
+    "mobilenet_v3_small": (
+        None,
+        "expanded_conv_project_bn",
+        "expanded_conv_2_add",
+        "expanded_conv_7_add",
+        "expanded_conv_10_add",
+    ),
+    "mobilenet_v3_large": (
+        "expanded_conv_add",
+        "expanded_conv_2_add",
+        "expanded_conv_5_add",
+        "expanded_conv_11_add",
+        "expanded_conv_14_add",
+    ),
+    "mobilenet_v2": (
+        "expanded_conv_project_BN",
+        "block_2_add",
+        "block_5_add",
+        "block_12_add",
+        "block_16_project_BN",
+    ),
+}
+
+
+def build_mobilenet_encoder(backbone, weights=None, width=1.0):
+    """Builds a MobileNet from `keras.applications`, returning six taps.
+
+    Args:
+        backbone: a key of `MOBILENET_TAPS`.
+        weights: `"imagenet"`, `None` (random) or a local weights file, as
+            `keras.applications` takes them.
+        width: the MobileNet's `alpha`.
+
+    Returns:
+        A `keras.Model` named "encoder" taking images scaled to [-1, 1] and
+        returning its taps at strides 2, 4, 8, 16, 32 and 32.
+
+    Raises:
+        BackboneWeightsError: the weights could not be loaded.
+    """
+    kwargs = {"input_shape": (None, None, 3), "include_top": False,
+              "weights": weights, "alpha": width}
+    if backbone == "mobilenet_v2":
+        constructor = keras.applications.MobileNetV2
+    else:
+        constructor = (keras.applications.MobileNetV3Small
+                       if backbone == "mobilenet_v3_small"
+                       else keras.applications.MobileNetV3Large)
+        kwargs["include_preprocessing"] = False
+    try:
+        network = constructor(**kwargs)
+    except Exception as error:
+        raise BackboneWeightsError(
+            f"could not build {backbone} with weights={weights!r} and "
+            f"alpha={width} ({type(error).__name__}: {error}). Offline, pass "
+            "weights=None, or the path of a weights file downloaded on a "
+            "connected machine."
+        ) from error
+    taps = []
+    for name in MOBILENET_TAPS[backbone]:
+        if name is None:  # MobileNetV3Small's first block already strides
+            taps.append(network.get_layer("expanded_conv_depthwise_pad").input)
+        else:
+            taps.append(network.get_layer(name).output)
+    taps.append(network.output)
+    return keras.Model(network.input, taps, name="encoder")

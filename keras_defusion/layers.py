@@ -243,23 +243,38 @@ class _ConvBlock(layers.Layer):
         filters: output channels.
         kernel_size: square kernel side.
         normalization: "none" (conv with bias), "batch" or "group".
+        separable: a depthwise-separable convolution (kernel sizes > 1).
     """
 
-    def __init__(self, filters, kernel_size, normalization="none", **kwargs):
+    def __init__(
+        self, filters, kernel_size, normalization="none", separable=False, **kwargs
+    ):
         super().__init__(**kwargs)
         self.filters = filters
         self.kernel_size = kernel_size
         self.normalization = normalization
+        self.separable = separable
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {normalization!r}")
-        self.conv = layers.Conv2D(
-            filters,
-            kernel_size,
-            padding="same",
-            use_bias=normalization == "none",
-            kernel_initializer="he_normal",
-            name="conv",
-        )
+        if separable and kernel_size > 1:
+            self.conv = layers.SeparableConv2D(
+                filters,
+                kernel_size,
+                padding="same",
+                use_bias=normalization == "none",
+                depthwise_initializer="he_normal",
+                pointwise_initializer="he_normal",
+                name="conv",
+            )
+        else:
+            self.conv = layers.Conv2D(
+                filters,
+                kernel_size,
+                padding="same",
+                use_bias=normalization == "none",
+                kernel_initializer="he_normal",
+                name="conv",
+            )
         self.norm = _normalization(normalization, filters, "norm")
 
     def build(self, input_shape):
@@ -284,6 +299,7 @@ class _ConvBlock(layers.Layer):
                 "filters": self.filters,
                 "kernel_size": self.kernel_size,
                 "normalization": self.normalization,
+                "separable": self.separable,
             }
         )
         return config
@@ -307,6 +323,7 @@ class SideLayer(layers.Layer):
             factor, < 1 average-pools by its inverse, 1 keeps the size.
         num_convs: the extra convolutions (2 in the paper).
         normalization: "none", "batch" or "group" after each convolution.
+        separable: depthwise-separable convolutions.
     """
 
     def __init__(
@@ -316,6 +333,7 @@ class SideLayer(layers.Layer):
         scale=1.0,
         num_convs=2,
         normalization="none",
+        separable=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -324,13 +342,16 @@ class SideLayer(layers.Layer):
         self.scale = float(scale)
         self.num_convs = num_convs
         self.normalization = normalization
+        self.separable = separable
         self.pool = None
         self.upsample = None
         if self.scale < 1:
             factor = int(round(1 / self.scale))
             self.pool = layers.AveragePooling2D(factor, name="pool")
         self.blocks = [
-            _ConvBlock(filters, kernel_size, normalization, name=f"block{k + 1}")
+            _ConvBlock(
+                filters, kernel_size, normalization, separable, name=f"block{k + 1}"
+            )
             for k in range(num_convs)
         ]
         if self.scale > 1:
@@ -385,6 +406,7 @@ class SideLayer(layers.Layer):
                 "scale": self.scale,
                 "num_convs": self.num_convs,
                 "normalization": self.normalization,
+                "separable": self.separable,
             }
         )
         return config
@@ -415,6 +437,7 @@ class FFRMStep(layers.Layer):
         kernel_size: kernel of the refinement convolutions.
         use_ffrm: cross-layer FFRM (True) or the noFFRM ablation (False).
         normalization: "none", "batch" or "group" after each convolution.
+        separable: depthwise-separable refinement convolutions.
     """
 
     def __init__(
@@ -426,6 +449,7 @@ class FFRMStep(layers.Layer):
         kernel_size=3,
         use_ffrm=True,
         normalization="none",
+        separable=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -436,6 +460,7 @@ class FFRMStep(layers.Layer):
         self.kernel_size = kernel_size
         self.use_ffrm = use_ffrm
         self.normalization = normalization
+        self.separable = separable
         if use_ffrm:
             self.fuse_shallow = _ConvBlock(
                 fusion_filters, 1, normalization, name="fshf"
@@ -444,7 +469,9 @@ class FFRMStep(layers.Layer):
         else:
             self.fuse_all = _ConvBlock(fusion_filters, 1, normalization, name="fuse_all")
         self.refiners = [
-            _ConvBlock(filters, kernel_size, normalization, name=f"refine{i + 1}")
+            _ConvBlock(
+                filters, kernel_size, normalization, separable, name=f"refine{i + 1}"
+            )
             for i in range(num_layers)
         ]
 
@@ -491,6 +518,7 @@ class FFRMStep(layers.Layer):
                 "kernel_size": self.kernel_size,
                 "use_ffrm": self.use_ffrm,
                 "normalization": self.normalization,
+                "separable": self.separable,
             }
         )
         return config

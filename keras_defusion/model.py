@@ -4,8 +4,9 @@ import keras
 from keras import layers
 
 from keras_defusion.config import TAP_LAYERS
-from keras_defusion.config import TAP_STRIDES
 from keras_defusion.config import get_model_config
+from keras_defusion.config import tap_strides
+from keras_defusion.encoder import build_mobilenet_encoder
 from keras_defusion.encoder import build_vgg16_encoder
 from keras_defusion.layers import CropToMatch
 from keras_defusion.layers import FFRMStep
@@ -60,14 +61,20 @@ class DeFusionNet(keras.Model):
 
         # === Functional graph ===
         images = keras.Input((None, None, 3), name="image")
-        x = VGGPreprocess(name="preprocess")(images)
+        if config.backbone == "vgg16":
+            x = VGGPreprocess(name="preprocess")(images)
+            encoder = build_vgg16_encoder(
+                backbone_weights,
+                config.encoder_width,
+                config.encoder_init,
+                config.encoder_batchnorm,
+            )
+        else:  # MobileNets take [-1, 1]
+            x = layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")(images)
+            encoder = build_mobilenet_encoder(
+                config.backbone, backbone_weights, config.encoder_width
+            )
         x = PadToMultiple(config.pad_multiple, name="pad")(x)
-        encoder = build_vgg16_encoder(
-            backbone_weights,
-            config.encoder_width,
-            config.encoder_init,
-            config.encoder_batchnorm,
-        )
         taps = encoder(x)
 
         features = [
@@ -76,9 +83,12 @@ class DeFusionNet(keras.Model):
                 config.side_kernel_size,
                 scale=stride / config.working_stride,
                 normalization=config.normalization,
+                separable=config.separable,
                 name=f"side{i}",
             )(tap)
-            for i, (tap, stride) in enumerate(zip(taps, TAP_STRIDES), start=1)
+            for i, (tap, stride) in enumerate(
+                zip(taps, tap_strides(config.backbone)), start=1
+            )
         ]
 
         def to_map(logits, name):
@@ -100,6 +110,7 @@ class DeFusionNet(keras.Model):
                 kernel_size=config.refine_kernel_size,
                 use_ffrm=config.use_ffrm,
                 normalization=config.normalization,
+                separable=config.separable,
                 name=f"ffrm_step{step}",
             )(features)
             side_logits = [

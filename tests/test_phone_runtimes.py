@@ -78,6 +78,23 @@ def test_tiny_exports_run_fully_on_the_gpu(tiny_files, mode):
     assert np.corrcoef(gpu.ravel(), cpu.ravel())[0, 1] > 0.9
 
 
+def test_phone_preset_int8_is_phone_ready_by_construction(tmp_path):
+    """The phone preset (MobileNetV2, separable head, batch norm) exports to
+    int8 with builtin ops only, no 5-D tensor, no requantizing data op, and
+    LiteRT's GPU accelerator takes every op."""
+    model = harness.tiny_model("phone", inference_size=SIZE)
+    path = export_lib.export_tflite(model, tmp_path / "phone.tflite", "int8",
+                                    calibration_images=calibration_set(), metadata=False)
+    names = export_lib.tflite_op_names(path)
+    assert "DEPTHWISE_CONV_2D" in names and "REVERSE_V2" not in names
+    assert export_lib.requantizing_data_ops(path) == []
+    ranks = {len(t["shape"]) for t in export_lib.load_tflite(path).get_tensor_details()}
+    assert max(ranks) <= 4, ranks
+    photos = np.stack([export_lib.preprocess_photo(p, SIZE)[0] for p in calibration_set(2)])
+    run = _run_on_gpu(path, photos.round().astype(_input_dtype(path)))
+    assert run.fully_accelerated, (run.gpu_ops, run.cpu_ops)
+
+
 def _shipped_gpu_files(tmp_path_factory):
     """Every shipped model's int8 file, and its float32 and float16 exports."""
     folder = tmp_path_factory.mktemp("shipped_gpu")

@@ -221,6 +221,24 @@ TRAINING_PRESETS = {
         # without antialiasing, get the same maps (README, "Phones").
         resize_methods=RESIZE_METHODS,
     ),
+    # The phone model from scratch: MobileNetV2 trains ~6x faster per step
+    # than the half-width VGG16-BN, so the run is longer and the batch larger.
+    "phone": TrainingConfig(
+        model_preset="phone",
+        backbone_weights=None,
+        image_size=224,
+        batch_size=16,
+        steps=3600,  # ~75 minutes on a 2-core CPU
+        steps_per_epoch=200,
+        optimizer="adamw",
+        learning_rate=2e-3,
+        weight_decay=1e-4,
+        schedule="cosine",
+        warmup_steps=200,
+        clipnorm=1.0,
+        val_fraction=0.1,
+        resize_methods=RESIZE_METHODS,
+    ),
 }
 
 
