@@ -40,6 +40,10 @@ PRETRAINED_MODELS = {
             "defusionnet-scratch-cuhk",
             "DeFusionNet, scratch preset (VGG16-BN, no ImageNet), trained on CUHK",
         ),
+        PretrainedModel(
+            "defusionnet-phone-cuhk",
+            "DeFusionNet head on MobileNetV2 for phones (no ImageNet), trained on CUHK",
+        ),
     )
 }
 DEFAULT_MODEL = "defusionnet-scratch-cuhk"

@@ -1,0 +1,35 @@
+"""benchmarks/ablations.py: the variants it trains and the commands it runs."""
+
+import pathlib
+
+from benchmarks import ablations
+from training import train
+
+
+def test_variants_cover_tables_3_and_4_and_three_seeds():
+    table = ablations.variants()
+    assert {(steps, ffrm) for steps, ffrm, _ in table.values()} == {
+        (3, False), *((t, True) for t in range(1, 7))}
+    assert sorted(seed for steps, ffrm, seed in table.values() if (steps, ffrm) == (3, True)) == [0, 1, 2]
+
+
+def test_every_command_gives_the_variants_training_config():
+    for name, (num_steps, use_ffrm, seed) in ablations.variants().items():
+        command = ablations.train_command(pathlib.Path("out") / name, "train", "val",
+                                          num_steps, use_ffrm, seed)
+        assert command[1:3] == ["-m", "training.train"]
+        config = train.config_from_args(train.build_parser().parse_args(command[3:]))
+        assert config.model_overrides == {"num_steps": num_steps, "use_ffrm": use_ffrm}
+        assert (config.seed, config.steps, config.image_size) == (
+            seed, ablations.BUDGET["steps"], ablations.BUDGET["image_size"])
+        assert config.model_preset == ablations.BUDGET["preset"]
+
+
+def test_noise_is_the_spread_of_the_base_seeds():
+    runs = {f"t3_seed{seed}": {split: {"max_f": 0.9 + seed / 100, "f_at_0.5": 0.9,
+                                       "mae": 0.1} for split in ("val", "test")}
+            for seed in (0, 1, 2)}
+    summary = ablations.noise(runs)
+    assert summary["seeds"] == 3
+    assert abs(summary["test_max_f_std"] - 0.01) < 1e-9
+    assert summary["test_mae_std"] < 1e-12
