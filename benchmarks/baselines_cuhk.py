@@ -8,7 +8,7 @@ adaptive F, MAE, IoU at 0.5, the curves and the runtime per image.
 Usage, from the repository root:
     python benchmarks/baselines_cuhk.py
     python benchmarks/baselines_cuhk.py --data ../shared/data/CUHK/test \
-        --json benchmarks/results/baselines_cuhk.json --plots benchmarks/results
+        --out benchmarks/results/baselines_cuhk.json --overwrite --plots benchmarks/results
 """
 
 import argparse
@@ -23,13 +23,14 @@ import numpy as np
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks import add_out_arguments
+from benchmarks import parse_args_keeping_results
 from keras_defusion import baselines  # noqa: E402
 from keras_defusion import evaluation  # noqa: E402
 from keras_defusion import image_io  # noqa: E402
 from keras_defusion import metrics  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "CUHK" / "test"
-DEFAULT_JSON = REPO_ROOT / "benchmarks" / "results" / "baselines_cuhk.json"
 # DeFusionNet (CVPR 2019) Table 1, Shi et al.'s dataset; protocol not stated there.
 PAPER_TABLE1 = {
     "LBP": {"f_beta": 0.866, "mae": 0.186},
@@ -55,10 +56,10 @@ def main(argv=None):
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="split folder with images/ and gt/")
     parser.add_argument("--methods", nargs="+", default=list(baselines.METHODS),
                         choices=baselines.METHODS)
-    parser.add_argument("--json", default=str(DEFAULT_JSON), help="scores JSON to write")
+    add_out_arguments(parser)
     parser.add_argument("--maps-dir", help="keep the PNG maps here (default: a temporary folder)")
     parser.add_argument("--plots", help="folder for the PR / F-measure curve PNGs")
-    args = parser.parse_args(argv)
+    args = parse_args_keeping_results(parser, argv)
 
     data = pathlib.Path(args.data)
     images_dir = evaluation.images_dir_beside(data)
@@ -101,14 +102,14 @@ def main(argv=None):
         "paper_table1_shi_dataset": PAPER_TABLE1,
     })
     document["ground_truth"] = os.path.relpath(evaluation.resolve_gt_dir(data), REPO_ROOT)
-    evaluation.write_json(document, args.json)
+    evaluation.write_json(document, args.out)
     print(evaluation.format_table(results))
     for method, timing in runtimes.items():
         print(f"{method}: {timing['seconds_per_image']:.3f} s per image (wall), "
               f"{timing['cpu_seconds_per_image']:.3f} CPU s per image")
     print(f"all-blurred map (reference): max-F {reference['max_f']:.4f}, "
           f"MAE {reference['mae']:.4f}")
-    print(f"wrote {args.json}")
+    print(f"wrote {args.out}")
     if args.plots:
         for path in evaluation.plot_curves(results, args.plots, title="CUHK test"):
             print(f"wrote {path}")

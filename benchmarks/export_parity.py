@@ -26,6 +26,9 @@ import time
 
 import numpy as np
 
+from benchmarks import add_out_arguments
+from benchmarks import parse_args_keeping_results
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data", "CUHK")
 INT8_MAX_SIZE_RATIO = 0.30
@@ -44,7 +47,7 @@ def build_parser():
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per latency sample")
     parser.add_argument("--seed", type=int, default=0, help="random init seed (no --model)")
     parser.add_argument("--keep", help="folder to keep the .tflite files in (default: temporary)")
-    parser.add_argument("--out", default=os.path.join(REPO_ROOT, "benchmarks", "results", "export_parity.json"))
+    add_out_arguments(parser)
     return parser
 
 
@@ -74,7 +77,7 @@ def seconds(run, image):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = parse_args_keeping_results(build_parser(), argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras_defusion
     from keras_defusion import export_lib

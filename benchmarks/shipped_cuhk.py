@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from benchmarks import add_out_arguments
+from benchmarks import parse_args_keeping_results
 from keras_defusion import evaluation
 from keras_defusion import pretrained
 from keras_defusion.detector import load_detector
@@ -51,9 +53,9 @@ def main(argv=None):
     parser.add_argument("--tflite", default=str(
         pretrained.pretrained_dir(pretrained.DEFAULT_MODEL) / pretrained.INT8_TFLITE_FILE))
     parser.add_argument("--baseline-maps", help="folder with lbp/ and hifst/ map folders")
-    parser.add_argument("--json", default="benchmarks/results/shipped_cuhk_test.json")
-    parser.add_argument("--plots", default="benchmarks/results/shipped")
-    args = parser.parse_args(argv)
+    add_out_arguments(parser)
+    parser.add_argument("--plots", help="folder for the PR / F-measure curve PNGs")
+    args = parse_args_keeping_results(parser, argv)
 
     images_dir = os.path.join(args.data, "images")
     results, timings = {}, {}
@@ -68,16 +70,17 @@ def main(argv=None):
                    for name, sub in (("LBP (ours)", "lbp"), ("HiFST-like (ours)", "hifst"))
                    if os.path.isdir(os.path.join(args.baseline_maps, sub))}
         results.update(evaluation.evaluate_folders(folders, args.data))
-    evaluation.plot_curves(results, args.plots, title="CUHK test")
+    if args.plots:
+        evaluation.plot_curves(results, args.plots, title="CUHK test")
     document = evaluation.build_report(results, args.data, extra={
         "timing": timings,
         "paper_table1": {k: {"f_beta": f, "mae": m} for k, (f, m) in PAPER_TABLE1.items()},
     })
     for entry in document["methods"].values():
         entry.pop("per_image", None)
-    evaluation.write_json(document, args.json)
+    evaluation.write_json(document, args.out)
     print(evaluation.format_table(results))
-    print(f"wrote {args.json} and plots in {args.plots}")
+    print(f"wrote {args.out}" + (f" and plots in {args.plots}" if args.plots else ""))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from benchmarks import add_out_arguments
+from benchmarks import parse_args_keeping_results
 
 def count_macs(model, height, width):
     """Multiply-adds of every Conv2D and Conv2DTranspose for one image.
@@ -73,8 +75,8 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=320)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--presets", nargs="+", default=["paper", "mobile", "scratch"])
-    parser.add_argument("--out", default="benchmarks/results/speed.json")
-    args = parser.parse_args(argv)
+    add_out_arguments(parser)
+    args = parse_args_keeping_results(parser, argv)
 
     import keras
 

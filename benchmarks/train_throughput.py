@@ -34,6 +34,8 @@ import time
 import keras
 import tensorflow as tf
 
+from benchmarks import add_out_arguments
+from benchmarks import parse_args_keeping_results
 from keras_defusion import synthetic
 from keras_defusion.image_io import write_json
 from training import distribution
@@ -41,7 +43,6 @@ from training import train as train_lib
 from training.config import TRAINING_PRESETS
 from training.config import get_training_config
 
-DEFAULT_OUT = "benchmarks/results/train_throughput.json"
 SYNTHETIC_PAIRS = 32
 SYNTHETIC_SIZE = (480, 640)  # height, width: about a CUHK photo
 # Flags left unset take these. Without a GPU the presets' own crops take
@@ -201,17 +202,13 @@ def build_parser():
                         help="encoder weights: always random here")
     parser.add_argument("--model-set", action="append", metavar="KEY=VALUE",
                         help=argparse.SUPPRESS)  # shrinks the model for tests
-    parser.add_argument("--out", default=DEFAULT_OUT)
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_out_arguments(parser)
     return parser
 
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    if os.path.exists(args.out) and not args.overwrite:
-        print(f"error: {args.out} exists; pass --overwrite", file=sys.stderr)
-        return 2
+    args = parse_args_keeping_results(build_parser(), argv)
     gpus = tf.config.list_physical_devices("GPU")
     defaults = GPU_DEFAULTS if gpus else CPU_DEFAULTS
     for name, value in defaults.items():

@@ -11,6 +11,8 @@ import argparse
 import json
 import os
 
+from benchmarks import add_out_arguments
+from benchmarks import parse_args_keeping_results
 from keras_defusion import data
 from keras_defusion import image_io
 from keras_defusion import metrics
@@ -50,8 +52,8 @@ def main(argv=None):
     parser.add_argument("--run", required=True)
     parser.add_argument("--model", help="default: the run's checkpoints/best.keras")
     parser.add_argument("--sizes", type=int, nargs="+", default=[160, 192, 256, 320])
-    parser.add_argument("--out", default="benchmarks/results/val_inference_size.json")
-    args = parser.parse_args(argv)
+    add_out_arguments(parser)
+    args = parse_args_keeping_results(parser, argv)
     model_file = args.model or os.path.join(args.run, "checkpoints", "best.keras")
     pairs, polarity = validation_pairs(args.run)
     results = score_sizes(model_file, pairs, polarity, args.sizes)

@@ -44,6 +44,8 @@ def test_reports_positive_consistent_figures(tiny_data, tmp_path):
 def test_existing_out_is_kept_without_overwrite(tmp_path, capsys):
     out = tmp_path / "throughput.json"
     out.write_text("{}")
-    assert train_throughput.main(["--out", str(out)]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        train_throughput.main(["--out", str(out)])
+    assert exit_info.value.code == 2
     assert "pass --overwrite" in capsys.readouterr().err
     assert out.read_text() == "{}"
