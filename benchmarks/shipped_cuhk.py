@@ -2,11 +2,11 @@
 
 Scores the shipped Keras model (float32) and its int8 TFLite file with the
 evaluator, beside the LBP and HiFST-like baselines' maps (from
-`benchmarks/baselines_cuhk.py --maps-dir DIR`), an all-blurred map and the
+`python -m benchmarks.baselines_cuhk --maps-dir DIR`), an all-blurred map and the
 paper's Table 1, and writes one JSON and the PR / F-measure plots:
 
-    python benchmarks/baselines_cuhk.py --maps-dir /tmp/baseline_maps
-    python -m benchmarks.shipped_cuhk --baseline-maps /tmp/baseline_maps
+    python -m benchmarks.baselines_cuhk --maps-dir /tmp/baseline_maps --out /tmp/baselines.json
+    python -m benchmarks.shipped_cuhk --baseline-maps /tmp/baseline_maps --out /tmp/shipped.json
 """
 
 import argparse
