@@ -315,6 +315,21 @@ def test_package_writes_the_shipped_form(synthetic_dir, tmp_path):
     assert model.defusion_config.inference_size == 64
     assert load_detector(folder / "model_int8.tflite").image_size == 64
     assert [p.name for p in assets.iterdir()] == [pretrained.DEFAULT_MODEL]  # no staging left
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        package_run(run, pretrained.DEFAULT_MODEL, synthetic_dir / "images", assets_root=assets)
+    package_run(run, pretrained.DEFAULT_MODEL, synthetic_dir / "images", assets_root=assets,
+                num_calibration=2, inference_size=64, overwrite=True)
+
+
+def test_package_cli_refuses_to_replace_the_shipped_model(tmp_path, capsys):
+    from keras_defusion import pretrained
+    from training import package
+
+    assert pretrained.DEFAULT_MODEL in pretrained.available_models()
+    status = package.main(["--run", str(tmp_path), "--calibration", str(tmp_path)])
+    assert status == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert pretrained.load_pretrained(pretrained.DEFAULT_MODEL) is not None
 
 
 def test_resize_methods_are_a_closed_set():

@@ -25,7 +25,7 @@ MODEL_CARD = "MODEL_CARD.md"
 
 
 def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
-                num_calibration=200, inference_size=None):
+                num_calibration=200, inference_size=None, overwrite=False):
     """Writes the shipped form of a run's model; returns the folder.
 
     Args:
@@ -39,12 +39,23 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
         inference_size: the size detect and the TFLite file use (default:
             the model's, i.e. the training size); choose it on validation
             data (`benchmarks/val_inference_size.py`).
+        overwrite: replace the model's folder if it exists; without it an
+            existing model is refused, so a reproduction cannot silently
+            replace what ships.
+
+    Raises:
+        FileExistsError: the folder exists and `overwrite` is False.
     """
     import keras
 
     from keras_defusion import export_lib
     from training.train import float32_copy
 
+    directory = pretrained.pretrained_dir(name, assets_root)
+    if directory.exists() and not overwrite:
+        raise FileExistsError(
+            f"{directory} exists (a shipped model). Pass --assets-root DIR to write "
+            "elsewhere, or --overwrite to replace it")
     if model_file is None:
         best = os.path.join(run_dir, "checkpoints", "best.keras")
         model_file = best if os.path.exists(best) else os.path.join(run_dir, "final.keras")
@@ -53,7 +64,6 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
         resized = type(model).from_config({**model.get_config(), "inference_size": inference_size})
         resized.set_weights(model.get_weights())
         model = resized
-    directory = pretrained.pretrained_dir(name, assets_root)
     directory.parent.mkdir(parents=True, exist_ok=True)
     # Staged beside the target and renamed into place once complete and
     # within the size limit, so a failed run leaves the shipped model as it was.
@@ -87,11 +97,18 @@ def main(argv=None):
     parser.add_argument("--model", help="the .keras file (default: the run's best)")
     parser.add_argument("--calibration", required=True, help="photos for int8 calibration")
     parser.add_argument("--num-calibration", type=int, default=200)
+    parser.add_argument("--assets-root", help="write DIR/<name>/ (default: the package's assets)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
     parser.add_argument("--inference-size", type=int,
                         help="detect's and the TFLite file's input size (default: the training size)")
     args = parser.parse_args(argv)
-    package_run(args.run, args.name, args.calibration, args.model,
-                num_calibration=args.num_calibration, inference_size=args.inference_size)
+    try:
+        package_run(args.run, args.name, args.calibration, args.model,
+                    assets_root=args.assets_root, num_calibration=args.num_calibration,
+                    inference_size=args.inference_size, overwrite=args.overwrite)
+    except (FileExistsError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
