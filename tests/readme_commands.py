@@ -1,0 +1,91 @@
+"""The commands and code a Markdown document shows, for tests/test_readme.py.
+
+Commands come from ```bash blocks (one per line, `&&` chains split) and from
+inline code spans that start with `keras-defusion` or `python -m`. Numbers
+quoted from benchmark results carry a marker right after them:
+
+    max-F 0.962<!-- json shipped_cuhk_test.json methods/ours (Keras float32)/max_f -->
+
+(keys separated by "/"; `*1000` after the key path scales, e.g. seconds printed as ms), which
+`quoted_numbers` reads.
+"""
+
+import re
+import shlex
+
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+INLINE = re.compile(r"`([^`]+)`")
+MARKER = re.compile(r"(-?\d+(?:\.\d+)?(?:e-?\d+)?)\**\s*<!-- json (\S+) (.+?)(?:\*(\d+))? -->")
+PROGRAMS = ("keras-defusion ", "python -m ")
+
+
+def code_blocks(text, language):
+    """The bodies of the fenced blocks of one language."""
+    return [body for lang, body in FENCE.findall(text) if lang == language]
+
+
+def _clean(line):
+    line = line.strip()
+    if line.startswith("$ "):
+        line = line[2:]
+    # A comment starts at " #" outside quotes; the README's never quote one.
+    return re.split(r"\s+#\s", line)[0].strip()
+
+
+def shell_commands(text):
+    """Every command line of the ```bash blocks, `&&` chains split."""
+    commands = []
+    for body in code_blocks(text, "bash"):
+        for line in body.replace("\\\n", " ").splitlines():
+            for part in _clean(line).split("&&"):
+                if part.strip():
+                    commands.append(part.strip())
+    return commands
+
+
+def inline_commands(text):
+    """Inline code spans that run one of our programs."""
+    prose = FENCE.sub("", text)
+    spans = (" ".join(span.split()) for span in INLINE.findall(prose))
+    return [span for span in spans if span.startswith(PROGRAMS)]
+
+
+def program_of(command):
+    """("keras-defusion", SUBCOMMAND) or ("python -m", MODULE), else None."""
+    words = command.replace("[", " ").replace("]", " ").split()
+    if len(words) >= 2 and words[0] == "keras-defusion":
+        return ("keras-defusion", words[1])
+    if len(words) >= 3 and words[:2] == ["python", "-m"]:
+        return ("python -m", words[2])
+    return None
+
+
+def flags_of(command):
+    """The `--flags` a command line names (values and brackets dropped)."""
+    words = command.replace("[", " ").replace("]", " ").split()
+    return sorted({word.split("=")[0].rstrip(",.;:)") for word in words
+                   if word.startswith("--") and len(word) > 2})
+
+
+def split_command(command):
+    return shlex.split(command)
+
+
+def quoted_numbers(text):
+    """(printed text, json file, key path, scale) for every marked number."""
+    return [(number, path, keys, int(scale) if scale else 1)
+            for number, path, keys, scale in MARKER.findall(text)]
+
+
+def lookup(document, keys):
+    """`document` at a "/"-separated key path (list indices as numbers)."""
+    value = document
+    for key in keys.split("/"):
+        value = value[int(key)] if isinstance(value, list) else value[key]
+    return value
+
+
+def printed_decimals(number):
+    """Decimals as printed: 0.962 -> 3, 146 -> 0, 4.9e-05 -> mantissa's."""
+    mantissa = number.lower().split("e")[0]
+    return len(mantissa.split(".")[1]) if "." in mantissa else 0

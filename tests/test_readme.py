@@ -1,0 +1,184 @@
+"""The README and the model cards, tested: their flags, numbers and commands.
+
+Fast checks (default suite): every flag a shown command names exists in that
+program's `--help`, and every number marked as quoted from
+`benchmarks/results/*.json` equals the JSON, rounded as printed. Slow checks
+(CI's second run): the Python block runs, and every shell command runs,
+scaled down (tiny models, few steps, small sizes) and pointed at temporary
+folders. Each command must match a rule below, so a new README command
+fails here until it is tested or its skip is given a reason.
+"""
+
+import contextlib
+import importlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests import readme_commands as rc
+from tests.conftest import REPO_ROOT
+
+DOCS = [REPO_ROOT / "README.md",
+        *sorted((REPO_ROOT / "keras_defusion" / "assets").glob("*/MODEL_CARD.md"))]
+RESULTS = REPO_ROOT / "benchmarks" / "results"
+
+
+def _doc_id(path):
+    return str(path.relative_to(REPO_ROOT))
+
+
+def _all_commands(path):
+    text = path.read_text()
+    return rc.shell_commands(text) + rc.inline_commands(text)
+
+
+def _help_text(program):
+    kind, name = program
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        if kind == "keras-defusion":
+            from keras_defusion import cli
+
+            cli.main([name, "--help"])
+        else:
+            importlib.import_module(name).main(["--help"])
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=_doc_id)
+def test_every_flag_a_command_names_is_in_its_help(doc):
+    checked = 0
+    helps = {}
+    for command in _all_commands(doc):
+        program = rc.program_of(command)
+        if program is None or program == ("python -m", "pytest"):
+            continue
+        if program not in helps:
+            helps[program] = _help_text(program)
+        for flag in rc.flags_of(command):
+            assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", helps[program]), (
+                f"{_doc_id(doc)}: {command!r} names {flag}, which "
+                f"{' '.join(program)} --help does not list")
+            checked += 1
+    if doc.name == "README.md":
+        assert checked > 40, checked
+
+
+def _formatted(value, printed):
+    decimals = rc.printed_decimals(printed)
+    if "e" in printed.lower():
+        mantissa, exponent = f"{value:.{decimals}e}".split("e")
+        return f"{mantissa}e{int(exponent)}"
+    return f"{value:.{decimals}f}"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=_doc_id)
+def test_every_marked_number_equals_its_json_as_printed(doc):
+    quoted = rc.quoted_numbers(doc.read_text())
+    if doc.name == "README.md":
+        assert len(quoted) >= 10, len(quoted)
+    for printed, file, keys, scale in quoted:
+        document = json.loads((RESULTS / file).read_text())
+        value = rc.lookup(document, keys) * scale
+        expected = _formatted(value, printed)
+        normal = printed if "e" not in printed.lower() else _formatted(float(printed), printed)
+        assert normal == expected, f"{_doc_id(doc)}: {printed} for {file} {keys} = {value}"
+
+
+def test_the_number_markers_are_read():
+    text = "max-F **0.962**<!-- json a.json x/y (z) --> and 146<!-- json b.json t*1000 --> ms"
+    assert rc.quoted_numbers(text) == [("0.962", "a.json", "x/y (z)", 1),
+                                       ("146", "b.json", "t", 1000)]
+    assert _formatted(0.96249, "0.962") == "0.962"
+    assert _formatted(0.9626, "0.962") == "0.963"
+    assert _formatted(4.94e-5, "4.9e-5") == "4.9e-5"
+
+
+# --- Running what the README shows (slow) ------------------------------------------
+
+TINY_MODEL = ["--model-set", "encoder_width=0.0625", "--model-set", "side_channels=4",
+              "--model-set", "fusion_channels=4", "--model-set", "num_steps=1"]
+SCALED_TRAINING = ["--steps", "2", "--steps-per-epoch", "2", "--batch-size", "2",
+                   "--image-size", "64", "--weights", "none", *TINY_MODEL]
+
+# Commands that are not run, with the reason.
+SKIPPED = {
+    r"^python3 -m venv": "the install is what CI itself does, on a fresh machine",
+    r"^\. \.venv/bin/activate": "part of the install",
+    r"^pip install": "the install is what CI itself does, on a fresh machine",
+    r"^python -m pytest": "this is the test suite",
+    r"^bash \.ci/fetch_lavapipe\.sh": "downloads Debian packages; CI runs it",
+    r"^export ": "environment for the commands after it",
+}
+
+
+def _is_skipped(command):
+    return any(re.search(pattern, command) for pattern in SKIPPED)
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory):
+    """A working folder shaped like a clone's: samples/, a tiny CUHK-like
+    data tree (train and test, images/ + gt/) at ../shared/data/CUHK, and
+    placeholders the README names (DIR, VALDIR)."""
+    from keras_defusion import synthetic
+
+    root = tmp_path_factory.mktemp("readme")
+    work = root / "work"
+    work.mkdir()
+    shutil.copytree(REPO_ROOT / "samples", work / "samples")
+    cuhk = root / "shared" / "data" / "CUHK"
+    for split, seed in (("train", 0), ("test", 1)):
+        synthetic.write_synthetic_dataset(cuhk / split, 4, size=(72, 96), seed=seed)
+    for name in ("DIR", "VALDIR", "CUHK"):
+        (work / name).symlink_to(cuhk / "train" if name != "CUHK" else cuhk)
+    return work
+
+
+def _scaled(command):
+    """The command as the test runs it: our programs from this checkout, small."""
+    words = rc.split_command(command)
+    program = rc.program_of(command)
+    if program and program[0] == "keras-defusion":
+        words = [sys.executable, "-m", "keras_defusion.cli", *words[1:]]
+    elif program:
+        words = [sys.executable, *words[1:]]
+    if program == ("python -m", "training.train"):
+        words = [w for w in words if w not in ("--mixed-precision",)] + SCALED_TRAINING
+        words = _drop_option(words, "--init-model")
+        if "--init-model" in command:
+            words += ["--init-model", "runs/cuhk/final.keras"]
+    return words
+
+
+def _drop_option(words, option):
+    if option in words:
+        index = words.index(option)
+        return words[:index] + words[index + 2:]
+    return words
+
+
+def _run(words, cwd):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(words, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.slow
+def test_every_shell_command_of_the_readme_runs_scaled_down(sandbox):
+    commands = rc.shell_commands((REPO_ROOT / "README.md").read_text())
+    ran = 0
+    for command in commands:
+        if _is_skipped(command):
+            continue
+        words = _scaled(command)
+        result = _run(words, sandbox)
+        assert result.returncode == 0, (command, words, result.stderr[-3000:])
+        ran += 1
+    assert ran >= 10, ran
