@@ -174,3 +174,28 @@ def test_he_init_draws_different_kernels_per_layer():
     b = np.asarray(encoder.get_layer("block4_conv3").kernel)
     assert not np.allclose(a, b)
     assert np.std(a) == pytest.approx(np.sqrt(2 / (9 * 512)), rel=0.1)
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v3_small", "mobilenet_v3_large", "mobilenet_v2"])
+def test_mobile_backbones_tap_six_layers_at_their_strides(backbone):
+    from keras_defusion.config import tap_strides
+    from keras_defusion.encoder import MOBILENET_BATCHNORM_MOMENTUM
+    from keras_defusion.encoder import build_mobilenet_encoder
+
+    encoder = build_mobilenet_encoder(backbone, None, width=0.35)
+    taps = encoder(np.zeros((1, 64, 96, 3), "float32"))
+    assert [(64 // t.shape[1], 96 // t.shape[2]) for t in taps] == [
+        (s, s) for s in tap_strides(backbone)]
+    norms = [layer for layer in encoder.layers
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and {n.momentum for n in norms} == {MOBILENET_BATCHNORM_MOMENTUM}
+
+
+def test_phone_preset_is_mobilenet_v2_with_a_separable_head():
+    model = DeFusionNet("phone", backbone_weights=None, encoder_width=0.35, num_steps=1)
+    assert model.defusion_config.backbone == "mobilenet_v2"
+    kinds = {type(layer.conv).__name__ for layer in model._flatten_layers()
+             if hasattr(layer, "conv") and layer.kernel_size > 1}
+    assert kinds == {"SeparableConv2D"}
+    maps = model(harness.random_images(1, 45, 70))
+    assert maps["fused"].shape == (1, 45, 70, 1)
