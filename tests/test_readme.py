@@ -10,6 +10,7 @@ fails here until it is tested or its skip is given a reason.
 """
 
 import contextlib
+import glob
 import importlib
 import io
 import json
@@ -124,9 +125,11 @@ def _is_skipped(command):
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
-    """A working folder shaped like a clone's: samples/, a tiny CUHK-like
-    data tree (train and test, images/ + gt/) at ../shared/data/CUHK, and
-    placeholders the README names (DIR, VALDIR)."""
+    """A working folder shaped like a clone's: samples/, a small synthetic
+    CUHK-like tree (train and test, images/ + gt/) at ../shared/data/CUHK,
+    and the inputs and placeholders the README's commands name."""
+    from PIL import Image
+
     from keras_defusion import synthetic
 
     root = tmp_path_factory.mktemp("readme")
@@ -134,34 +137,47 @@ def sandbox(tmp_path_factory):
     work.mkdir()
     shutil.copytree(REPO_ROOT / "samples", work / "samples")
     cuhk = root / "shared" / "data" / "CUHK"
-    for split, seed in (("train", 0), ("test", 1)):
-        synthetic.write_synthetic_dataset(cuhk / split, 4, size=(72, 96), seed=seed)
-    for name in ("DIR", "VALDIR", "CUHK"):
-        (work / name).symlink_to(cuhk / "train" if name != "CUHK" else cuhk)
+    synthetic.write_synthetic_folder(cuhk / "train", count=10, size=72, seed=0)
+    synthetic.write_synthetic_folder(cuhk / "test", count=3, size=72, seed=1)
+    (work / "CUHK").symlink_to(cuhk)
+    for name in ("DIR", "VALDIR"):
+        (work / name).symlink_to(cuhk / "train")
+    # detect's example inputs, and prediction folders for evaluate --pred.
+    photos = sorted((work / "samples" / "images").iterdir())
+    (work / "photos").mkdir()
+    shutil.copy(photos[0], work / "photos")
+    (work / "more").mkdir()
+    Image.open(photos[1]).convert("RGB").save(work / "more" / "two.jpg")
+    Image.open(photos[2]).convert("RGB").save(work / "one.png")
+    for folder in ("outputs/maps", "lbp_maps"):
+        shutil.copytree(cuhk / "test" / "gt", work / folder)
     return work
 
 
-def _scaled(command):
+# Placeholders and elisions in the README's commands, and what they stand for.
+PLACEHOLDERS = {"--data ...": "--data ../shared/data/CUHK/train",
+                "--out DIR": "--out runs/from-dir",
+                "PATH_OR_NAME": "runs/cuhk/final.keras"}
+
+
+def _scaled(command, cwd):
     """The command as the test runs it: our programs from this checkout, small."""
-    words = rc.split_command(command)
+    for placeholder, value in PLACEHOLDERS.items():
+        command = command.replace(placeholder, value)
+    words = rc.split_command(command.replace("[", " ").replace("]", " "))
     program = rc.program_of(command)
     if program and program[0] == "keras-defusion":
-        words = [sys.executable, "-m", "keras_defusion.cli", *words[1:]]
+        words = [sys.executable, "-m", "keras_defusion.cli", *words[2:]]
+        words.insert(3, program[1])
     elif program:
         words = [sys.executable, *words[1:]]
     if program == ("python -m", "training.train"):
-        words = [w for w in words if w not in ("--mixed-precision",)] + SCALED_TRAINING
-        words = _drop_option(words, "--init-model")
-        if "--init-model" in command:
-            words += ["--init-model", "runs/cuhk/final.keras"]
-    return words
-
-
-def _drop_option(words, option):
-    if option in words:
-        index = words.index(option)
-        return words[:index] + words[index + 2:]
-    return words
+        words += SCALED_TRAINING
+    expanded = []
+    for word in words:
+        matches = sorted(glob.glob(word, root_dir=cwd)) if "*" in word else []
+        expanded += matches or [word]
+    return expanded
 
 
 def _run(words, cwd):
@@ -177,7 +193,7 @@ def test_every_shell_command_of_the_readme_runs_scaled_down(sandbox):
     for command in commands:
         if _is_skipped(command):
             continue
-        words = _scaled(command)
+        words = _scaled(command, sandbox)
         result = _run(words, sandbox)
         assert result.returncode == 0, (command, words, result.stderr[-3000:])
         ran += 1
