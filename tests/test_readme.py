@@ -198,3 +198,35 @@ def test_every_shell_command_of_the_readme_runs_scaled_down(sandbox):
         assert result.returncode == 0, (command, words, result.stderr[-3000:])
         ran += 1
     assert ran >= 10, ran
+    _run_python_blocks(sandbox)
+
+
+# What the Python block leaves to the reader: its inputs, and ImageNet weights
+# (which cannot download offline; the encoder is the same with random ones).
+PYTHON_PRELUDE = """
+import shutil
+import numpy as np
+from PIL import Image
+photo = sorted(__import__("pathlib").Path("samples/images").iterdir())[0]
+for name in ("photo.jpg", "a.jpg"):
+    Image.open(photo).convert("RGB").save(name)
+pil_image = Image.open(photo)
+array = np.asarray(pil_image)
+images = np.random.default_rng(0).uniform(0, 255, (1, 64, 96, 3)).astype("float32")
+"""
+PYTHON_SUBSTITUTIONS = {'backbone_weights="imagenet"': "backbone_weights=None"}
+
+
+def _run_python_blocks(sandbox):
+    """Runs each Python block of the README in the sandbox, after the shell
+    commands made the artefacts it loads (runs/cuhk/final.keras, serving/,
+    defusionnet_int8.tflite)."""
+    blocks = rc.code_blocks((REPO_ROOT / "README.md").read_text(), "python")
+    assert blocks
+    for block in blocks:
+        for text, replacement in PYTHON_SUBSTITUTIONS.items():
+            block = block.replace(text, replacement)
+        script = sandbox / "readme_block.py"
+        script.write_text(PYTHON_PRELUDE + block)
+        result = _run([sys.executable, str(script)], sandbox)
+        assert result.returncode == 0, (block, result.stderr[-3000:])

@@ -226,6 +226,9 @@ class RunCheckpoint(keras.callbacks.Callback):
                 "epochs_done": epoch + 1,
                 "steps_done": (epoch + 1) * self.steps_per_epoch,
                 "best_val_fused_mae": None if math.isinf(self.best) else self.best,
+                # What last.keras holds: a kill between the two files shows
+                # as a checkpoint whose optimizer is past this count.
+                "optimizer_iterations": int(self.model.optimizer.iterations),
             },
         )
 
@@ -266,6 +269,21 @@ def _read_state(checkpoint_dir):
         return None
     with open(path) as f:
         return json.load(f)
+
+
+def _checkpoint_state(state, model, steps_per_epoch):
+    """`state.json` made to match the loaded `last.keras`.
+
+    Each epoch writes last.keras, then state.json. A kill between the two
+    leaves a checkpoint one epoch past the state; resuming by the state would
+    train that epoch twice.
+    """
+    saved = state.get("optimizer_iterations")
+    if saved is None or int(model.optimizer.iterations) == saved:
+        return state
+    return {**state, "epochs_done": state["epochs_done"] + 1,
+            "steps_done": state["steps_done"] + steps_per_epoch,
+            "optimizer_iterations": int(model.optimizer.iterations)}
 
 
 def _history_from_csv(path):
@@ -368,18 +386,22 @@ def train(config, data_dir, out_dir, val_dir=None, resume=False, verbose="auto",
 def _fit(config, data_dir, out_dir, val_dir, strategy, state, verbose):
     checkpoint_dir = os.path.join(out_dir, "checkpoints")
     _, val_pairs, train_ds, val_ds = build_datasets(config, data_dir, val_dir)
-    steps_done = state["steps_done"] if state else 0
-    initial_epoch = state["epochs_done"] if state else 0
     epochs = math.ceil(config.steps / config.steps_per_epoch)
 
     with strategy.scope():
         if state:
             model = keras.saving.load_model(os.path.join(checkpoint_dir, "last.keras"))
+            checked = _checkpoint_state(state, model, config.steps_per_epoch)
+            if checked != state:
+                state = checked
+                write_json(os.path.join(checkpoint_dir, "state.json"), state)
             # The run may have grown (--steps): the schedule spans the new length.
             model.optimizer.learning_rate = build_schedule(config)
         else:
             model = build_model(config)
             compile_model(model, config)
+    steps_done = state["steps_done"] if state else 0
+    initial_epoch = state["epochs_done"] if state else 0
     output_names = list(model.output_names)
     train_ds = _with_synthetic_prefix(train_ds, config, steps_done).map(_targets(output_names))
     if val_ds is not None:
