@@ -2,7 +2,7 @@
 
 Runs each baseline over `<data>/images`, writes its maps as 8-bit PNGs (the
 same files any other method's released results would be), scores them with
-`keras_defusion.evaluation` and writes one JSON with max-F, F at 0.5,
+`keras_defusion.evaluation.scoring` and writes one JSON with max-F, F at 0.5,
 adaptive F, MAE, IoU at 0.5, the curves and the runtime per image.
 
 Usage, from the repository root:
@@ -23,10 +23,10 @@ import numpy as np
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from keras_defusion import baselines  # noqa: E402
+from keras_defusion.evaluation import baselines  # noqa: E402
 from keras_defusion import evaluation  # noqa: E402
-from keras_defusion import image_io  # noqa: E402
-from keras_defusion import metrics  # noqa: E402
+from keras_defusion.io import images as image_io  # noqa: E402
+from keras_defusion.evaluation import metrics  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "CUHK" / "test"
 DEFAULT_JSON = REPO_ROOT / "benchmarks" / "results" / "baselines_cuhk.json"
@@ -85,7 +85,7 @@ def main(argv=None):
     summary = {}
     for method, entry in results.items():
         entry.pop("per_image")
-        entry["source"] = f"keras_defusion.baselines.{method}, 8-bit PNG maps"
+        entry["source"] = f"keras_defusion.evaluation.baselines.{method}, 8-bit PNG maps"
         entry.update(runtimes[method])
         summary[method] = {key: entry[key] for key in HEADLINE}
         summary[method].update(runtimes[method])

@@ -50,7 +50,7 @@ def build_parser():
 
 def test_pairs(images_dir, gt_dir, limit):
     """(photo path, mask path) pairs matched by file stem, sorted."""
-    from keras_defusion.image_io import is_image_file
+    from keras_defusion.io.images import is_image_file
 
     masks = {
         os.path.splitext(name)[0]: os.path.join(gt_dir, name)
@@ -77,7 +77,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras_defusion
-    from keras_defusion import export_lib
+    from keras_defusion.export import tflite as export_lib
 
     if args.model:
         model = export_lib.load_model_file(args.model)
@@ -111,11 +111,11 @@ def measure(args, model, source, size, pairs, gt_dir, folder):
     import tensorflow as tf
 
     import keras_defusion
-    from keras_defusion import export_lib
-    from keras_defusion.image_io import write_json
-    from keras_defusion.metrics import ScoreAccumulator
-    from keras_defusion.image_io import load_mask
-    from keras_defusion.image_io import load_rgb
+    from keras_defusion.export import tflite as export_lib
+    from keras_defusion.io.images import write_json
+    from keras_defusion.evaluation.metrics import ScoreAccumulator
+    from keras_defusion.io.images import load_mask
+    from keras_defusion.io.images import load_rgb
 
     files, conversion_seconds = {}, {}
     for mode in export_lib.TFLITE_MODES:
@@ -204,7 +204,7 @@ def measure(args, model, source, size, pairs, gt_dir, folder):
             "preprocessing": "photo resized to SxS (bilinear, antialiased); map scored "
             "after bilinear resize to the mask's size",
         },
-        "metrics": "keras_defusion.metrics.ScoreAccumulator",
+        "metrics": "keras_defusion.evaluation.metrics.ScoreAccumulator",
         "float32_vs_keras_max_abs": modes["float32"]["vs_keras_max_abs"],
         "float32_within_1e-4": modes["float32"]["vs_keras_max_abs"] <= 1e-4,
         "int8_size_ratio": int8_ratio,

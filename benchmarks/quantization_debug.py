@@ -21,8 +21,8 @@ import tensorflow as tf
 
 from benchmarks import add_out_arguments
 from benchmarks import parse_args_keeping_results
-from keras_defusion import export_lib
-from keras_defusion import image_io
+from keras_defusion.export import tflite as export_lib
+from keras_defusion.io import images as image_io
 
 
 def layer_errors(model, calibration_dir, size=None, num_calibration=50):

@@ -3,7 +3,7 @@
 Phone runtimes resize photos themselves: MediaPipe's ImageSegmenter, OpenCV's
 INTER_LINEAR and `tf.image.resize`'s default sample bilinearly without
 antialiasing, others use area or nearest. For each photo and each method of
-`keras_defusion.data.RESIZE_METHODS`, the model's map at its inference size
+`keras_defusion.data.pipeline.RESIZE_METHODS`, the model's map at its inference size
 is compared with the map of the antialiased resize `detect` uses (mean
 |difference|), and each method's MAE against the mask is reported. Writes
 JSON:
@@ -23,8 +23,8 @@ from benchmarks import add_out_arguments
 from benchmarks import parse_args_keeping_results
 from keras_defusion import data
 from keras_defusion import evaluation
-from keras_defusion import export_lib
-from keras_defusion import image_io
+from keras_defusion.export import tflite as export_lib
+from keras_defusion.io import images as image_io
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "CUHK" / "test"

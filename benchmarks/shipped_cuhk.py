@@ -17,8 +17,8 @@ import time
 import numpy as np
 
 from keras_defusion import evaluation
-from keras_defusion import pretrained
-from keras_defusion.detector import load_detector
+from keras_defusion.models import pretrained
+from keras_defusion.inference.detector import load_detector
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "CUHK" / "test"

@@ -34,12 +34,12 @@ import time
 import keras
 import tensorflow as tf
 
-from keras_defusion import synthetic
-from keras_defusion.image_io import write_json
-from training import distribution
-from training import train as train_lib
-from training.config import TRAINING_PRESETS
-from training.config import get_training_config
+from keras_defusion.data import synthetic
+from keras_defusion.io.images import write_json
+from keras_defusion.training import distribution
+from keras_defusion.training import train as train_lib
+from keras_defusion.training.config import TRAINING_PRESETS
+from keras_defusion.training.config import get_training_config
 
 DEFAULT_OUT = "benchmarks/results/train_throughput.json"
 SYNTHETIC_PAIRS = 32
@@ -250,7 +250,7 @@ def main(argv=None):
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "data": args.data or (f"synthetic: {SYNTHETIC_PAIRS} pairs of "
                               f"{SYNTHETIC_SIZE[1]}x{SYNTHETIC_SIZE[0]} "
-                              "(keras_defusion.synthetic.write_synthetic_folder)"),
+                              "(keras_defusion.data.synthetic.write_synthetic_folder)"),
         "distribution": args.distribution,
         "strategy": type(strategy).__name__,
         "mixed_precision": args.mixed_precision,

@@ -12,9 +12,9 @@ import json
 import os
 
 from keras_defusion import data
-from keras_defusion import image_io
-from keras_defusion import metrics
-from keras_defusion.detector import load_detector
+from keras_defusion.io import images as image_io
+from keras_defusion.evaluation import metrics
+from keras_defusion.inference.detector import load_detector
 
 SUMMARY_KEYS = ("images", "max_f", "max_f_threshold", "f_at_0.5", "mae", "iou_at_0.5")
 

@@ -4,5 +4,5 @@
     python -m export.tflite --model model.keras --mode int8 --out model.tflite \\
         --calibration ../shared/data/CUHK/train/images
 
-The work is done by `keras_defusion.export_lib`.
+The work is done by `keras_defusion.export.tflite`.
 """

@@ -33,7 +33,7 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    from keras_defusion import export_lib
+    from keras_defusion.export import tflite as export_lib
 
     try:
         target = export_lib.saved_model_dir(args.out, args.name, args.version)

@@ -14,7 +14,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from keras_defusion import export_lib  # noqa: E402  (after the log level is set)
+from keras_defusion.export import tflite as export_lib  # noqa: E402  (after the log level is set)
 
 MODES = export_lib.TFLITE_MODES
 

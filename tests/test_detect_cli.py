@@ -1,4 +1,4 @@
-"""Tests of `keras-defusion detect` (keras_defusion.detect_cli) and visualize."""
+"""Tests of `keras-defusion detect` (keras_defusion.cli.detect) and visualize."""
 
 import json
 import pathlib
@@ -9,12 +9,12 @@ from PIL import Image
 
 from keras_defusion import DeFusionNet
 from keras_defusion import cli
-from keras_defusion import detect_cli
-from keras_defusion import image_io
-from keras_defusion import metrics
-from keras_defusion import pretrained
-from keras_defusion import visualize
-from keras_defusion.detector import load_detector
+from keras_defusion.cli import detect as detect_cli
+from keras_defusion.io import images as image_io
+from keras_defusion.evaluation import metrics
+from keras_defusion.models import pretrained
+from keras_defusion.io import visualize
+from keras_defusion.inference.detector import load_detector
 from tests import harness
 
 

@@ -1,4 +1,4 @@
-"""Tests of keras_defusion.evaluation: folders, detector path, JSON, plots, errors."""
+"""Tests of keras_defusion.evaluation.scoring: folders, detector path, JSON, plots, errors."""
 
 import json
 
@@ -7,10 +7,10 @@ import pytest
 from PIL import Image
 
 from keras_defusion import cli
-from keras_defusion import detector as detector_module
+from keras_defusion.inference import detector as detector_module
 from keras_defusion import evaluation
-from keras_defusion import metrics
-from keras_defusion import pretrained
+from keras_defusion.evaluation import metrics
+from keras_defusion.models import pretrained
 
 
 def _save(path, array):

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 import keras_defusion
-from keras_defusion import export_lib
+from keras_defusion.export import tflite as export_lib
 from tests import harness
 from tests.conftest import REPO_ROOT
 
@@ -341,7 +341,7 @@ def test_cli_unwritable_out_is_an_error(model, tmp_path, capsys):
 
 
 def test_shipped_model_loads_by_name_for_export():
-    from keras_defusion import pretrained
+    from keras_defusion.models import pretrained
 
     if not pretrained.available_models():
         pytest.skip("no shipped model in this checkout")

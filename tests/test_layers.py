@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_defusion import layers as kd_layers
+from keras_defusion.models.defusionnet import layers as kd_layers
 from tests import harness
 
 

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 import keras_defusion
 from keras_defusion import DeFusionNet
-from keras_defusion.config import TAP_LAYERS
+from keras_defusion.models.defusionnet.config import TAP_LAYERS
 from tests import harness
 
 

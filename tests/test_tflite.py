@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import keras_defusion
-from keras_defusion import export_lib
+from keras_defusion.export import tflite as export_lib
 from tests import harness
 from tests.conftest import REPO_ROOT
 

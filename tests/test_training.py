@@ -9,13 +9,13 @@ import keras
 import numpy as np
 import pytest
 
-from keras_defusion import synthetic
-from keras_defusion.losses import deep_supervision_losses
+from keras_defusion.data import synthetic
+from keras_defusion.training.losses import deep_supervision_losses
 from tests.conftest import REPO_ROOT
-from training import train as train_lib
-from training.config import TRAINING_PRESETS
-from training.config import get_training_config
-from keras_defusion.schedules import WarmupSchedule
+from keras_defusion.training import train as train_lib
+from keras_defusion.training.config import TRAINING_PRESETS
+from keras_defusion.training.config import get_training_config
+from keras_defusion.training.schedules import WarmupSchedule
 
 TINY_MODEL = {"encoder_width": 0.0625, "side_channels": 4, "fusion_channels": 4,
               "num_steps": 1}
@@ -228,7 +228,7 @@ def test_mirrored_strategy_over_two_logical_cpus(synthetic_dir, tmp_path):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from tests.test_training import tiny_config
-        from training import train
+        from keras_defusion.training import train
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         assert strategy.num_replicas_in_sync == 2
         # 9 training and 3 validation pairs: the last validation batch (3)
@@ -276,7 +276,7 @@ def test_two_local_workers_train_together(synthetic_dir, tmp_path):
     out = tmp_path / "run"
     code = f"""
         from tests.test_training import tiny_config
-        from training import train
+        from keras_defusion.training import train
         result = train.train(tiny_config(), {str(synthetic_dir)!r}, {str(out)!r}, verbose=0)
         print("STEPS", result.steps_done, "MODEL", result.final_model)
     """
@@ -299,8 +299,8 @@ def test_two_local_workers_train_together(synthetic_dir, tmp_path):
 
 
 def test_package_writes_the_shipped_form(synthetic_dir, tmp_path):
-    from keras_defusion import pretrained
-    from keras_defusion.detector import load_detector
+    from keras_defusion.models import pretrained
+    from keras_defusion.inference.detector import load_detector
     from training.package import package_run
 
     run = tmp_path / "run"

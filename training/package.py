@@ -16,7 +16,7 @@ import shutil
 import sys
 import tempfile
 
-from keras_defusion import pretrained
+from keras_defusion.models import pretrained
 
 RUN_FILES = {"config.json": "training_config.json", "history.json": "history.json",
              "curve.png": "curve.png", "log.csv": "log.csv"}
@@ -30,7 +30,7 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
 
     Args:
         run_dir: a training run folder.
-        name: a name registered in `keras_defusion.pretrained.PRETRAINED_MODELS`.
+        name: a name registered in `keras_defusion.models.pretrained.PRETRAINED_MODELS`.
         calibration: folder of real photos for the int8 TFLite export.
         model_file: the `.keras` file to ship (default: the run's best
             checkpoint by validation MAE, else `final.keras`).
@@ -42,8 +42,8 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
     """
     import keras
 
-    from keras_defusion import export_lib
-    from training.train import float32_copy
+    from keras_defusion.export import tflite as export_lib
+    from keras_defusion.training.train import float32_copy
 
     if model_file is None:
         best = os.path.join(run_dir, "checkpoints", "best.keras")

@@ -4,7 +4,7 @@ import os
 
 import keras
 
-from keras_defusion.config import TAP_LAYERS
+from keras_defusion.models.defusionnet.config import TAP_LAYERS
 
 VGG16_FILTERS = (64, 128, 256, 512, 512)
 VGG16_CONVS_PER_BLOCK = (2, 2, 3, 3, 3)

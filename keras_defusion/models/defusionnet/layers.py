@@ -9,7 +9,7 @@ import numpy as np
 from keras import layers
 from keras import ops
 
-from keras_defusion.config import NORMALIZATIONS
+from keras_defusion.models.defusionnet.config import NORMALIZATIONS
 
 register = keras.saving.register_keras_serializable(package="keras_defusion")
 

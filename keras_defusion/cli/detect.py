@@ -27,8 +27,8 @@ import time
 import numpy as np
 from PIL import Image
 
-from keras_defusion import image_io
-from keras_defusion import visualize
+from keras_defusion.io import images as image_io
+from keras_defusion.io import visualize
 
 PICTURE_FORMATS = {"jpg": "JPEG", "png": "PNG"}
 JPEG_QUALITY = 90
@@ -237,7 +237,7 @@ def detect_paths(
     Args:
         paths: files, folders and glob patterns (see `collect_photos`).
         out_dir: the output folder (see the module docstring for its layout).
-        detector: a `keras_defusion.detector.Detector`.
+        detector: a `keras_defusion.inference.detector.Detector`.
         threshold: also write binary masks at this threshold (0..1); the
             overlays then tint only pixels at or above it.
         overwrite: replace existing outputs; otherwise they are kept, and a
@@ -392,7 +392,7 @@ def run(args):
         print(f"{prefix} --image-size must be at least 32", file=sys.stderr)
         return 2
 
-    from keras_defusion.detector import load_detector
+    from keras_defusion.inference.detector import load_detector
 
     try:
         detector = load_detector(args.model, image_size=args.image_size)

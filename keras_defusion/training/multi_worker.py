@@ -29,7 +29,7 @@ import time
 import keras
 import tensorflow as tf
 
-from training import distribution
+from keras_defusion.training import distribution
 
 
 def _per_example_loss(masks, outputs, loss_weights):
@@ -67,9 +67,9 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
         A `TrainResult` (on every worker; the chief's points at the run
         folder).
     """
-    from keras_defusion.losses import deep_supervision_losses
-    from training import train as train_lib
-    from training.schedules import build_optimizer
+    from keras_defusion.training.losses import deep_supervision_losses
+    from keras_defusion.training import train as train_lib
+    from keras_defusion.training.schedules import build_optimizer
 
     chief = distribution.is_chief()
     work_dir = out_dir if chief else os.path.join(out_dir, "workers", f"worker-{distribution.task_index()}")

@@ -67,7 +67,7 @@ def to_rgb_array(image):
 
     16-bit grey ("I;16*") is always scaled by 255 / 65535, whatever its
     values, so a dark 16-bit photo stays dark; this matches uint16 arrays in
-    `keras_defusion.detector` and `load_gray_float`. Mode "I" (32-bit int) is
+    `keras_defusion.inference.detector` and `load_gray_float`. Mode "I" (32-bit int) is
     what Pillow gives for 16-bit PNG/TIFF data, so it is read on the same
     0..65535 scale (values outside are clipped).
     """

@@ -7,7 +7,7 @@ Both return a float32 blur map [H, W] in [0, 1] at the photo's size, with
 - `hifst_blur_map`: HiFST-like DCT of gradient magnitudes (Golestaneh and
   Karam, CVPR 2017).
 
-Command line: `python -m keras_defusion.baselines --method lbp --images DIR
+Command line: `python -m keras_defusion.evaluation.baselines --method lbp --images DIR
 --out DIR` writes one 8-bit PNG map per photo (same stem).
 """
 
@@ -17,9 +17,9 @@ import pathlib
 import sys
 import time
 
-from keras_defusion import image_io
-from keras_defusion.baselines.hifst import hifst_blur_map
-from keras_defusion.baselines.lbp import lbp_blur_map
+from keras_defusion.io import images as image_io
+from keras_defusion.evaluation.baselines.hifst import hifst_blur_map
+from keras_defusion.evaluation.baselines.lbp import lbp_blur_map
 
 METHODS = ("lbp", "hifst")
 # Needs the `hifst` install extra (PyPI `blur-detector`, a DCT multiscale
@@ -93,9 +93,9 @@ def run_on_folder(method, images_dir, out_dir, overwrite=True, log=None):
 
 
 def main(argv=None):
-    """`python -m keras_defusion.baselines`; returns the exit status."""
+    """`python -m keras_defusion.evaluation.baselines`; returns the exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m keras_defusion.baselines",
+        prog="python -m keras_defusion.evaluation.baselines",
         description="Run a classical blur detector on a folder of photos; "
         "writes 8-bit PNG blur maps (white = blurred) named like the photos.",
     )

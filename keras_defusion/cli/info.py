@@ -1,6 +1,6 @@
 """`keras-defusion info`: build a DeFusionNet and print its summary."""
 
-from keras_defusion.config import MODEL_PRESETS
+from keras_defusion.models.defusionnet.config import MODEL_PRESETS
 
 
 def add_arguments(parser):
@@ -17,7 +17,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from keras_defusion.model import DeFusionNet
+    from keras_defusion.models.defusionnet.model import DeFusionNet
 
     weights = None if args.weights.lower() == "none" else args.weights
     overrides = {} if args.steps is None else {"num_steps": args.steps}

@@ -10,9 +10,9 @@ import sys
 
 # subcommand name -> (module, one-line help)
 SUBCOMMANDS = {
-    "detect": ("keras_defusion.detect_cli", "detect blur in photos"),
-    "evaluate": ("keras_defusion.evaluation", "score blur maps like the paper"),
-    "info": ("keras_defusion.info_cli", "build a model and print its summary"),
+    "detect": ("keras_defusion.cli.detect", "detect blur in photos"),
+    "evaluate": ("keras_defusion.evaluation.scoring", "score blur maps like the paper"),
+    "info": ("keras_defusion.cli.info", "build a model and print its summary"),
 }
 
 

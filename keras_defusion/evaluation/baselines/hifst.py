@@ -25,9 +25,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
 
-from keras_defusion.baselines.lbp import normalise
-from keras_defusion.baselines.lbp import to_gray
-from keras_defusion.metrics import resize_bilinear
+from keras_defusion.evaluation.baselines.lbp import normalise
+from keras_defusion.evaluation.baselines.lbp import to_gray
+from keras_defusion.evaluation.metrics import resize_bilinear
 
 DEFAULT_SCALES = (7, 15, 31, 63)
 

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from keras_defusion import image_io
+from keras_defusion.io import images as image_io
 
 LAYOUTS = ("auto", "cuhk", "dut")
 ROTATION_BORDERS = ("crop", "reflect")

@@ -6,11 +6,11 @@
 - a `.keras` file saved from `keras_defusion.DeFusionNet`, or a Keras model
   object in memory;
 - a folder in the shipped form (`config.json` + `model.weights.h5`, see
-  `keras_defusion.pretrained`);
+  `keras_defusion.models.pretrained`);
 - a SavedModel export folder: the version folder itself, or a TF-Serving
   layout `<base>/<name>/<version>/` (the highest version is used);
 - a `.tflite` file (float, or full-integer int8/uint8);
-- a registered pretrained model name (`keras_defusion.pretrained`).
+- a registered pretrained model name (`keras_defusion.models.pretrained`).
 
 Every photo is resized to one square inference size S x S (bilinear,
 antialiased, as training resizes), run through the network, and its map
@@ -34,13 +34,13 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from keras_defusion import export_lib
-from keras_defusion import image_io
-from keras_defusion import pretrained
+from keras_defusion.export import tflite as export_lib
+from keras_defusion.io import images as image_io
+from keras_defusion.models import pretrained
 
 DEFAULT_BATCH_SIZE = 8
 FUSED = "fused"
-# The exports' conventions (keras_defusion.export_lib).
+# The exports' conventions (keras_defusion.export.tflite).
 SIGNATURE = export_lib.SERVING_SIGNATURE
 INPUT = export_lib.IMAGES_INPUT
 OUTPUT = export_lib.BLUR_MAP_OUTPUT
@@ -364,7 +364,7 @@ class _TFLiteRunner:
         ):
             raise ModelLoadError(
                 f"{path}: TFLite model needs a signature {SIGNATURE!r} mapping "
-                f"{INPUT!r} to {OUTPUT!r} (as keras_defusion.export_lib writes); "
+                f"{INPUT!r} to {OUTPUT!r} (as keras_defusion.export.tflite writes); "
                 f"it has {signatures}"
             )
         input_detail, _ = export_lib.tflite_io_details(self.interpreter)
@@ -524,7 +524,7 @@ def _load_keras_file(path):
 
 
 def _default_size():
-    from keras_defusion.config import DeFusionNetConfig
+    from keras_defusion.models.defusionnet.config import DeFusionNetConfig
 
     return DeFusionNetConfig().inference_size
 

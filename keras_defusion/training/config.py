@@ -7,10 +7,10 @@ import dataclasses
 from typing import Optional
 from typing import Union
 
-from keras_defusion.config import MODEL_PRESETS
-from keras_defusion.data import DEFAULT_RESIZE_METHODS
-from keras_defusion.data import RESIZE_METHODS
-from keras_defusion.data import check_resize_methods
+from keras_defusion.models.defusionnet.config import MODEL_PRESETS
+from keras_defusion.data.pipeline import DEFAULT_RESIZE_METHODS
+from keras_defusion.data.pipeline import RESIZE_METHODS
+from keras_defusion.data.pipeline import check_resize_methods
 
 # The paper trains with Caffe, whose cross-entropy is summed over the pixels
 # of the batch; Keras averages it. The gradient of the mean is the gradient of
@@ -67,7 +67,7 @@ class TrainingConfig:
         polarity: mask polarity of the data ("blur-white" for CUHK).
         max_rotation, scale_range, flip: augmentation (section 3.3).
         resize_methods: how training photos are downscaled, one drawn per
-            photo (`keras_defusion.data.RESIZE_METHODS`); all of them make
+            photo (`keras_defusion.data.pipeline.RESIZE_METHODS`); all of them make
             the model independent of the resampling a runtime uses.
         mixed_precision: mixed_float16 compute on GPUs; outputs and saved
             models stay float32.

@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_defusion.config import output_names
+from keras_defusion.models.defusionnet.config import output_names
 
 
 def deep_supervision_losses(num_steps, lambda_fused=1.0, lambda_side=1.0):

@@ -1,6 +1,6 @@
 """Scoring blur maps against ground truth, and `keras-defusion evaluate`.
 
-Two sources of maps are scored with the protocol of `keras_defusion.metrics`:
+Two sources of maps are scored with the protocol of `keras_defusion.evaluation.metrics`:
 folders of predicted maps (one folder per method, files paired with the
 ground truth by file stem), and a detector run on a folder of photos.
 
@@ -18,8 +18,8 @@ import sys
 
 import numpy as np
 
-from keras_defusion import image_io
-from keras_defusion import metrics
+from keras_defusion.io import images as image_io
+from keras_defusion.evaluation import metrics
 
 PR_PLOT_NAME = "pr_curves.png"
 F_PLOT_NAME = "f_measure_curves.png"
@@ -409,7 +409,7 @@ def model_method_name(source):
     its own name, a file by its stem (a shipped-form weights file by its
     folder), and a registered pretrained name by that name.
     """
-    from keras_defusion import pretrained
+    from keras_defusion.models import pretrained
 
     text = str(source)
     path = pathlib.Path(text).expanduser()
@@ -420,7 +420,7 @@ def model_method_name(source):
     path = path.resolve()
     if path.is_dir():
         try:
-            from keras_defusion.detector import find_saved_model_dir
+            from keras_defusion.inference.detector import find_saved_model_dir
 
             found = pathlib.Path(find_saved_model_dir(path))
         except Exception:  # not a SavedModel layout: a shipped-form folder
@@ -456,7 +456,7 @@ def add_arguments(parser):
     )
     source.add_argument(
         "--model", metavar="PATH",
-        help="a trained model (anything keras_defusion.detector.load_detector loads)",
+        help="a trained model (anything keras_defusion.inference.detector.load_detector loads)",
     )
     parser.add_argument(
         "--images", metavar="DIR",
@@ -517,7 +517,7 @@ def run(args):
                 raise EvaluationError(
                     f"--model needs --images DIR ({args.gt} holds no images/ beside gt/)"
                 )
-            from keras_defusion.detector import load_detector
+            from keras_defusion.inference.detector import load_detector
 
             detector = load_detector(args.model)
             results = evaluate_detector(
@@ -542,7 +542,7 @@ def run(args):
 
 
 def main(argv=None):
-    """Entry point for `python -m keras_defusion.evaluation`."""
+    """Entry point for `python -m keras_defusion.evaluation.scoring`."""
     parser = argparse.ArgumentParser(prog="keras-defusion evaluate")
     add_arguments(parser)
     return run(parser.parse_args(argv))

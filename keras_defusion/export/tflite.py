@@ -39,9 +39,9 @@ import tempfile
 
 import numpy as np
 
-from keras_defusion.image_io import atomic_write
-from keras_defusion.image_io import is_image_file
-from keras_defusion.image_io import load_rgb
+from keras_defusion.io.images import atomic_write
+from keras_defusion.io.images import is_image_file
+from keras_defusion.io.images import load_rgb
 from keras_defusion.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def load_model_file(path):
         ExportError: the file is missing, not a `.keras` archive, does not
             load, or holds another kind of model. The message names the file.
     """
-    from keras_defusion import pretrained
+    from keras_defusion.models import pretrained
 
     path = os.fspath(path)
     if path in pretrained.PRETRAINED_MODELS:

@@ -3,17 +3,17 @@
 import keras
 from keras import layers
 
-from keras_defusion.config import TAP_LAYERS
-from keras_defusion.config import get_model_config
-from keras_defusion.config import tap_strides
-from keras_defusion.encoder import build_mobilenet_encoder
-from keras_defusion.encoder import build_vgg16_encoder
-from keras_defusion.layers import CropToMatch
-from keras_defusion.layers import FFRMStep
-from keras_defusion.layers import PadToMultiple
-from keras_defusion.layers import SideLayer
-from keras_defusion.layers import UpsampleBilinear
-from keras_defusion.layers import VGGPreprocess
+from keras_defusion.models.defusionnet.config import TAP_LAYERS
+from keras_defusion.models.defusionnet.config import get_model_config
+from keras_defusion.models.defusionnet.config import tap_strides
+from keras_defusion.models.defusionnet.encoder import build_mobilenet_encoder
+from keras_defusion.models.defusionnet.encoder import build_vgg16_encoder
+from keras_defusion.models.defusionnet.layers import CropToMatch
+from keras_defusion.models.defusionnet.layers import FFRMStep
+from keras_defusion.models.defusionnet.layers import PadToMultiple
+from keras_defusion.models.defusionnet.layers import SideLayer
+from keras_defusion.models.defusionnet.layers import UpsampleBilinear
+from keras_defusion.models.defusionnet.layers import VGGPreprocess
 
 
 @keras.saving.register_keras_serializable(package="keras_defusion")

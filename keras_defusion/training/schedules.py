@@ -1,4 +1,6 @@
-"""Learning-rate schedules, part of the package so saved models reload anywhere.
+"""Learning-rate schedules and the optimizer of a `TrainingConfig`.
+
+Part of the package so saved models reload anywhere.
 
 A training checkpoint stores its optimizer, schedule included; keeping the
 schedule in `keras_defusion` lets any process that imports the package load
@@ -63,3 +65,28 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
             "drop_at": self.drop_at,
             "drop_factor": self.drop_factor,
         }
+
+
+def build_schedule(config):
+    """The learning-rate schedule of a `TrainingConfig`, over `config.steps`."""
+    return WarmupSchedule(
+        config.learning_rate,
+        config.steps,
+        kind=config.schedule,
+        warmup_steps=config.warmup_steps,
+        drop_at=config.drop_at,
+        drop_factor=config.drop_factor,
+    )
+
+
+def build_optimizer(config):
+    """The optimizer a `TrainingConfig` names, with its schedule."""
+    common = {"learning_rate": build_schedule(config), "clipnorm": config.clipnorm}
+    decay = config.weight_decay or None
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(
+            momentum=config.momentum, weight_decay=decay, **common
+        )
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(weight_decay=decay, **common)
+    return keras.optimizers.AdamW(weight_decay=config.weight_decay, **common)

@@ -26,7 +26,7 @@ from scipy import signal
 from skimage import data as skimage_data
 
 from keras_defusion import data
-from keras_defusion import image_io
+from keras_defusion.io import images as image_io
 
 # Sharp, textured scikit-image samples that need no download (`clock` is
 # left out: it is motion-blurred).

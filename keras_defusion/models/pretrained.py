@@ -51,7 +51,7 @@ class PretrainedModelMissing(FileNotFoundError):
 
 def default_assets_root():
     """The folder shipped models live in: `keras_defusion/assets/`."""
-    return pathlib.Path(__file__).resolve().parent / "assets"
+    return pathlib.Path(__file__).resolve().parent.parent / "assets"
 
 
 def pretrained_dir(name, assets_root=None):
@@ -96,7 +96,7 @@ def save_pretrained(model, directory):
     """
     import h5py
 
-    from keras_defusion.model import DeFusionNet
+    from keras_defusion.models.defusionnet.model import DeFusionNet
 
     if not isinstance(model, DeFusionNet):
         raise TypeError(
@@ -145,7 +145,7 @@ def load_pretrained_dir(directory):
         PretrainedModelMissing: a file of the form is missing.
         ValueError: the config does not describe a DeFusionNet.
     """
-    from keras_defusion.model import DeFusionNet
+    from keras_defusion.models.defusionnet.model import DeFusionNet
 
     directory = pathlib.Path(directory)
     for file_name in (CONFIG_FILE, WEIGHTS_FILE):

@@ -32,22 +32,22 @@ import keras
 import tensorflow as tf
 
 from keras_defusion import data as data_lib
-from keras_defusion import export_lib
-from keras_defusion import image_io
-from keras_defusion import metrics as metrics_lib
-from keras_defusion import synthetic
-from keras_defusion.data import RESIZE_METHODS
-from keras_defusion.encoder import BackboneWeightsError
-from keras_defusion.image_io import atomic_write
-from keras_defusion.losses import deep_supervision_losses
-from keras_defusion.model import DeFusionNet
+from keras_defusion.export import tflite as export_lib
+from keras_defusion.io import images as image_io
+from keras_defusion.evaluation import metrics as metrics_lib
+from keras_defusion.data import synthetic
+from keras_defusion.data.pipeline import RESIZE_METHODS
+from keras_defusion.models.defusionnet.encoder import BackboneWeightsError
+from keras_defusion.io.images import atomic_write
+from keras_defusion.training.losses import deep_supervision_losses
+from keras_defusion.models.defusionnet.model import DeFusionNet
 from keras_defusion.utils import set_seed
-from training import distribution
-from training.config import TRAINING_PRESETS
-from training.config import TrainingConfig
-from training.config import get_training_config
-from training.schedules import build_optimizer
-from training.schedules import build_schedule
+from keras_defusion.training import distribution
+from keras_defusion.training.config import TRAINING_PRESETS
+from keras_defusion.training.config import TrainingConfig
+from keras_defusion.training.config import get_training_config
+from keras_defusion.training.schedules import build_optimizer
+from keras_defusion.training.schedules import build_schedule
 
 BEST_METRIC = "val_fused_mae"
 
@@ -354,7 +354,7 @@ def train(config, data_dir, out_dir, val_dir=None, resume=False, verbose="auto",
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         if multi_worker_run:
-            from training import multi_worker
+            from keras_defusion.training import multi_worker
 
             return multi_worker.train_multi_worker(
                 config, data_dir, out_dir, val_dir, strategy, resume=resume

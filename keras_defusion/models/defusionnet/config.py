@@ -22,7 +22,7 @@ TAP_LAYERS = (
 TAP_STRIDES = (1, 2, 4, 8, 16, 32)
 NORMALIZATIONS = ("none", "batch", "group")
 # Encoders from keras.applications: the paper's VGG16 and mobile ones for
-# phones (`keras_defusion.encoder`). Every one is tapped at six layers.
+# phones (`keras_defusion.models.defusionnet.encoder`). Every one is tapped at six layers.
 BACKBONES = ("vgg16", "mobilenet_v3_small", "mobilenet_v3_large", "mobilenet_v2")
 MOBILE_TAP_STRIDES = (2, 4, 8, 16, 32, 32)
 

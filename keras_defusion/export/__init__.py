@@ -1,0 +1,1 @@
+"""Exports: SavedModel for TF Serving, TFLite for phones, and the LiteRT runtimes."""
