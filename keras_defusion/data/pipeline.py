@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from keras_defusion.errors import DataError
 from keras_defusion.io import images as image_io
 
 LAYOUTS = ("auto", "cuhk", "dut")
@@ -41,10 +42,6 @@ _IMAGE_FOLDER_NAMES = ("images", "image", "imgs", "img", "source", "sources")
 _MASK_FOLDER_NAMES = ("gt", "gts", "masks", "mask", "groundtruth", "ground_truth")
 _EXIF_ORIENTATION = 0x0112
 _EXIF_SWAPS_AXES = (5, 6, 7, 8)
-
-
-class DataError(ValueError):
-    """Unusable training or evaluation data; the message names every bad file."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,15 +18,12 @@ import sys
 
 import numpy as np
 
-from keras_defusion.io import images as image_io
+from keras_defusion.errors import EvaluationError
 from keras_defusion.evaluation import metrics
+from keras_defusion.io import images as image_io
 
 PR_PLOT_NAME = "pr_curves.png"
 F_PLOT_NAME = "f_measure_curves.png"
-
-
-class EvaluationError(ValueError):
-    """Missing, ambiguous or unreadable input; the message names the files."""
 
 
 def resolve_gt_dir(path):

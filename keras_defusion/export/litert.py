@@ -34,16 +34,14 @@ import tempfile
 
 import numpy as np
 
+from keras_defusion.errors import RuntimeUnavailable
+
 LAVAPIPE_ENV = "LAVAPIPE_DIR"
 _LIB_DIR = os.path.join("root", "usr", "lib", "x86_64-linux-gnu")
 # The GPU delegate's own count, printed to native stderr while compiling.
 _OP_COUNT = re.compile(
     r"(\d+) operations will run on the GPU, and the remaining (\d+) operations"
 )
-
-
-class RuntimeUnavailable(RuntimeError):
-    """A phone runtime (or the Vulkan driver it needs) is not installed here."""
 
 
 # --- MediaPipe -------------------------------------------------------------------
@@ -315,9 +313,14 @@ def run_on_gpu(path, images, allow_cpu=True, float32=False, timeout=600):
         np.save(inputs, np.asarray(images))
         request = {"model": os.fspath(path), "inputs": inputs, "result": result,
                    "allow_cpu": allow_cpu, "float32": float32}
-        # Loads this file by path: importing the package would load TensorFlow.
+        # Loads this file by path, under a bare `keras_defusion` package whose
+        # __init__ (which loads TensorFlow) never runs; this file imports only
+        # the package's TensorFlow-free modules (errors, utils).
+        package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         code = (
-            "import importlib.util, sys; "
+            "import importlib.util, sys, types; "
+            "package = types.ModuleType('keras_defusion'); "
+            f"package.__path__ = [{package_dir!r}]; sys.modules['keras_defusion'] = package; "
             f"spec = importlib.util.spec_from_file_location('runtimes', {__file__!r}); "
             "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
             "sys.exit(module._gpu_worker(sys.argv[1]))"

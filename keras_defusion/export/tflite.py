@@ -39,6 +39,7 @@ import tempfile
 
 import numpy as np
 
+from keras_defusion.errors import ExportError
 from keras_defusion.io.images import atomic_write
 from keras_defusion.io.images import is_image_file
 from keras_defusion.io.images import load_rgb
@@ -64,10 +65,6 @@ NORMALIZATION = (
 )
 # Label file of the single output channel, for the Task library.
 TFLITE_LABEL = "blurred"
-
-
-class ExportError(RuntimeError):
-    """An export that cannot be made or failed a check after writing."""
 
 
 # --- Preprocessing shared with detection ---------------------------------------

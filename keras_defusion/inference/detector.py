@@ -34,6 +34,7 @@ import warnings
 import numpy as np
 from PIL import Image
 
+from keras_defusion.errors import ModelLoadError
 from keras_defusion.export import tflite as export_lib
 from keras_defusion.io import images as image_io
 from keras_defusion.models import pretrained
@@ -44,10 +45,6 @@ FUSED = "fused"
 SIGNATURE = export_lib.SERVING_SIGNATURE
 INPUT = export_lib.IMAGES_INPUT
 OUTPUT = export_lib.BLUR_MAP_OUTPUT
-
-
-class ModelLoadError(ValueError):
-    """A model source that cannot be loaded; the message names it."""
 
 
 class Detector:

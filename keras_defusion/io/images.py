@@ -13,16 +13,14 @@ import numpy as np
 from PIL import Image
 from PIL import ImageOps
 
+from keras_defusion.errors import ImageReadError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Pillow's own default is ~89 MP (a warning) and 2x that (an error); we turn the
 # warning into an error so a decompression bomb never reaches the decoder.
 MAX_IMAGE_PIXELS = 89_478_485
 
 POLARITIES = ("blur-white", "sharp-white")
-
-
-class ImageReadError(ValueError):
-    """A photo, mask or map file that cannot be used; the message names it."""
 
 
 def is_image_file(path):

@@ -20,6 +20,8 @@ import tempfile
 
 import numpy as np
 
+from keras_defusion.errors import PretrainedModelMissing
+
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
 INT8_TFLITE_FILE = "model_int8.tflite"
@@ -43,10 +45,6 @@ PRETRAINED_MODELS = {
     )
 }
 DEFAULT_MODEL = "defusionnet-scratch-cuhk"
-
-
-class PretrainedModelMissing(FileNotFoundError):
-    """A registered model's files are not in the installed package."""
 
 
 def default_assets_root():

@@ -4,6 +4,7 @@ import os
 
 import keras
 
+from keras_defusion.errors import BackboneWeightsError
 from keras_defusion.models.defusionnet.config import TAP_LAYERS
 
 VGG16_FILTERS = (64, 128, 256, 512, 512)
@@ -13,10 +14,6 @@ IMAGENET_WEIGHTS_URL = (
     "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
     + IMAGENET_WEIGHTS_FILE
 )
-
-
-class BackboneWeightsError(RuntimeError):
-    """The encoder's requested weights could not be loaded."""
 
 
 def _vgg16_like(width, initializer, batchnorm):
@@ -124,7 +121,6 @@ def build_vgg16_encoder(
         vgg = _vgg16_like(width, initializer, batchnorm)
     taps = [vgg.get_layer(name).output for name in TAP_LAYERS]
     return keras.Model(vgg.input, taps, name="encoder")
-
 
 
 # The last layer of each stride 2..32 of the MobileNets in keras.applications
