@@ -77,7 +77,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras_defusion
-    from keras_defusion.export import tflite as export_lib
+    from keras_defusion import export as export_lib
 
     if args.model:
         model = export_lib.load_model_file(args.model)
@@ -111,7 +111,7 @@ def measure(args, model, source, size, pairs, gt_dir, folder):
     import tensorflow as tf
 
     import keras_defusion
-    from keras_defusion.export import tflite as export_lib
+    from keras_defusion import export as export_lib
     from keras_defusion.io.images import write_json
     from keras_defusion.evaluation.metrics import ScoreAccumulator
     from keras_defusion.io.images import load_mask

@@ -36,10 +36,10 @@ import numpy as np
 from benchmarks import add_out_arguments
 from benchmarks import parse_args_keeping_results
 from keras_defusion import evaluation
-from keras_defusion.export import tflite as export_lib
+from keras_defusion import export as export_lib
+from keras_defusion.export import litert as runtimes
 from keras_defusion.io import images as image_io
 from keras_defusion.models import pretrained
-from keras_defusion.export import litert as runtimes
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "CUHK" / "test"

@@ -21,7 +21,7 @@ from benchmarks import add_out_arguments
 from benchmarks import parse_args_keeping_results
 from benchmarks.mobile import cpu_latencies
 from benchmarks.mobile import selfie_segmenter
-from keras_defusion.export import tflite as export_lib
+from keras_defusion import export as export_lib
 from keras_defusion.io import images as image_io
 from keras_defusion.models.defusionnet.model import DeFusionNet
 

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from benchmarks import add_out_arguments
 from benchmarks import parse_args_keeping_results
-from keras_defusion.export import tflite as export_lib
+from keras_defusion import export as export_lib
 from keras_defusion.io import images as image_io
 
 

@@ -23,7 +23,7 @@ from benchmarks import add_out_arguments
 from benchmarks import parse_args_keeping_results
 from keras_defusion import data
 from keras_defusion import evaluation
-from keras_defusion.export import tflite as export_lib
+from keras_defusion import export as export_lib
 from keras_defusion.io import images as image_io
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent

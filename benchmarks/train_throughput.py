@@ -34,10 +34,12 @@ import time
 import keras
 import tensorflow as tf
 
+from keras_defusion.cli import train as train_cli
 from keras_defusion.data import synthetic
 from keras_defusion.io.images import write_json
+from keras_defusion.training import build
+from keras_defusion.training import datasets
 from keras_defusion.training import distribution
-from keras_defusion.training import train as train_lib
 from keras_defusion.training.config import TRAINING_PRESETS
 from keras_defusion.training.config import get_training_config
 
@@ -104,7 +106,7 @@ def measure_preset(preset, args, data_dir, strategy):
         overrides["image_size"] = args.image_size
     if args.model_set:
         model_overrides = dict(TRAINING_PRESETS[preset].model_overrides)
-        model_overrides.update(train_lib._parse_model_overrides(args.model_set))
+        model_overrides.update(train_cli._parse_model_overrides(args.model_set))
         overrides["model_overrides"] = model_overrides
     config = get_training_config(preset, **overrides)
 
@@ -112,13 +114,13 @@ def measure_preset(preset, args, data_dir, strategy):
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         start = time.perf_counter()
-        _, _, train_ds, _ = train_lib.build_datasets(config, data_dir)
+        _, _, train_ds, _ = datasets.build_datasets(config, data_dir)
         with strategy.scope():
-            model = train_lib.build_model(config)
-            train_lib.compile_model(model, config)
+            model = build.build_model(config)
+            build.compile_model(model, config)
         policy = model.dtype_policy.name
         jit_compile = bool(model.jit_compile)  # Keras' "auto": XLA on GPUs only
-        train_ds = train_ds.map(train_lib._targets(list(model.output_names)))
+        train_ds = train_ds.map(datasets.to_targets(list(model.output_names)))
         build_seconds = time.perf_counter() - start
 
         input_seconds = time_input(train_ds, args.warmup, args.steps)

@@ -33,7 +33,8 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    from keras_defusion.export import tflite as export_lib
+    from keras_defusion import export as export_lib
+    from keras_defusion.errors import KerasDefusionError
 
     try:
         target = export_lib.saved_model_dir(args.out, args.name, args.version)
@@ -43,7 +44,7 @@ def main(argv=None):
         parser.error(f"{target} already exists; pick another --version or pass --overwrite")
     try:
         model = export_lib.load_model_file(args.model)
-    except export_lib.ExportError as error:
+    except KerasDefusionError as error:
         parser.error(f"--model {error}")
     try:
         path = export_lib.export_saved_model(

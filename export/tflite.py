@@ -14,7 +14,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from keras_defusion.export import tflite as export_lib  # noqa: E402  (after the log level is set)
+from keras_defusion import export as export_lib  # noqa: E402  (after the log level is set)
+from keras_defusion.errors import KerasDefusionError  # noqa: E402
 
 MODES = export_lib.TFLITE_MODES
 
@@ -56,7 +57,7 @@ def main(argv=None):
 
     try:
         model = export_lib.load_model_file(args.model)
-    except export_lib.ExportError as error:
+    except KerasDefusionError as error:
         parser.error(f"--model {error}")
     try:
         path = export_lib.export_tflite(

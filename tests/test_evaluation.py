@@ -7,9 +7,10 @@ import pytest
 from PIL import Image
 
 from keras_defusion import cli
-from keras_defusion.inference import detector as detector_module
 from keras_defusion import evaluation
+from keras_defusion.cli import evaluate as evaluate_cli
 from keras_defusion.evaluation import metrics
+from keras_defusion.inference import detector as detector_module
 from keras_defusion.models import pretrained
 
 
@@ -56,7 +57,7 @@ def _library_scores(masks, maps, flip=False):
 
 
 def _run_cli(argv):
-    return evaluation.main([str(a) for a in argv])
+    return evaluate_cli.main([str(a) for a in argv])
 
 
 def test_cli_json_matches_library(dataset, capsys):
@@ -217,11 +218,11 @@ def test_evaluate_detector_errors(dataset):
 def test_parse_pred_spec(tmp_path):
     folder = tmp_path / "maps"
     folder.mkdir()
-    assert evaluation.parse_pred_spec(str(folder)) == ("maps", str(folder))
-    assert evaluation.parse_pred_spec(f"mine={folder}") == ("mine", str(folder))
+    assert evaluate_cli.parse_pred_spec(str(folder)) == ("maps", str(folder))
+    assert evaluate_cli.parse_pred_spec(f"mine={folder}") == ("mine", str(folder))
     odd = tmp_path / "a=b"
     odd.mkdir()
-    assert evaluation.parse_pred_spec(str(odd)) == ("a=b", str(odd))
+    assert evaluate_cli.parse_pred_spec(str(odd)) == ("a=b", str(odd))
 
 
 def test_json_is_written_atomically(tmp_path):
@@ -294,7 +295,7 @@ def test_model_method_names(tmp_path):
     shipped.mkdir()
     (shipped / pretrained.WEIGHTS_FILE).write_bytes(b"")
     (tmp_path / "run7.keras").write_bytes(b"")
-    name = evaluation.model_method_name
+    name = evaluate_cli.model_method_name
     for source in (version_dir, version_dir.parent, tmp_path / "serving"):
         assert name(source) == "defusionnet", source
     assert name(str(version_dir) + "/") == "defusionnet"

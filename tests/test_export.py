@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from keras_defusion import export as export_lib
 import keras_defusion
-from keras_defusion.export import tflite as export_lib
 from tests import harness
 from tests.conftest import REPO_ROOT
 

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
+from keras_defusion import export as export_lib
 import keras_defusion
-from keras_defusion.export import tflite as export_lib
 from tests import harness
 from tests.conftest import REPO_ROOT
 

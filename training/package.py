@@ -42,8 +42,8 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
     """
     import keras
 
-    from keras_defusion.export import tflite as export_lib
-    from keras_defusion.training.train import float32_copy
+    from keras_defusion import export as export_lib
+    from keras_defusion.training.run_folder import float32_copy
 
     if model_file is None:
         best = os.path.join(run_dir, "checkpoints", "best.keras")

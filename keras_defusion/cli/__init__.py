@@ -11,7 +11,7 @@ import sys
 # subcommand name -> (module, one-line help)
 SUBCOMMANDS = {
     "detect": ("keras_defusion.cli.detect", "detect blur in photos"),
-    "evaluate": ("keras_defusion.evaluation.scoring", "score blur maps like the paper"),
+    "evaluate": ("keras_defusion.cli.evaluate", "score blur maps like the paper"),
     "info": ("keras_defusion.cli.info", "build a model and print its summary"),
 }
 

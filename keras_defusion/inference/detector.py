@@ -16,7 +16,7 @@ Every photo is resized to one square inference size S x S (bilinear,
 antialiased, as training resizes), run through the network, and its map
 resized back to the photo's own size (bilinear), so the network costs the
 same for a 12-MP photo as for a small one. The resizing is
-`export_lib.resize_photos` / `resize_maps`, shared with the exports.
+`resize_photos` / `resize_maps`, shared with the exports.
 
 Example:
 
@@ -35,16 +35,17 @@ import numpy as np
 from PIL import Image
 
 from keras_defusion.errors import ModelLoadError
-from keras_defusion.export import tflite as export_lib
+from keras_defusion.inference.contract import FUSED
+from keras_defusion.inference.contract import resize_maps
+from keras_defusion.inference.contract import resize_photos
+from keras_defusion.inference.runners import _KerasRunner
+from keras_defusion.inference.runners import _SavedModelRunner
+from keras_defusion.inference.runners import _TFLiteRunner
+from keras_defusion.inference.runners import _square_size
 from keras_defusion.io import images as image_io
 from keras_defusion.models import pretrained
 
 DEFAULT_BATCH_SIZE = 8
-FUSED = "fused"
-# The exports' conventions (keras_defusion.export.tflite).
-SIGNATURE = export_lib.SERVING_SIGNATURE
-INPUT = export_lib.IMAGES_INPUT
-OUTPUT = export_lib.BLUR_MAP_OUTPUT
 
 
 class Detector:
@@ -221,169 +222,18 @@ def resize_image(rgb, size):
     """RGB [H, W, 3] to float32 [size, size, 3], as training and the exports resize."""
     if rgb.shape[:2] == (size, size):
         return rgb.astype(np.float32)
-    return export_lib.resize_photos(rgb, size).numpy()
+    return resize_photos(rgb, size).numpy()
 
 
 def resize_map(blur_map, size):
     """A map [S, S] back to `size` (H, W), bilinear, clipped to [0, 1]."""
     blur_map = np.asarray(blur_map, dtype=np.float32)
     if blur_map.shape != tuple(size):
-        blur_map = export_lib.resize_maps(blur_map[..., None], *size).numpy()[..., 0]
+        blur_map = resize_maps(blur_map[..., None], *size).numpy()[..., 0]
     return np.clip(blur_map, 0.0, 1.0).astype(np.float32)
 
 
 # === Runners: one per artefact kind ===
-
-
-class _KerasRunner:
-    """A Keras model: a DeFusionNet (dict of maps) or a single-map model."""
-
-    def __init__(self, model):
-        import tensorflow as tf
-
-        try:
-            structure = model.output
-        except (AttributeError, ValueError) as e:
-            raise ModelLoadError(
-                f"{model.name}: not a built functional Keras model ({e})"
-            ) from e
-        if isinstance(structure, dict):
-            self.output_names = list(structure)
-        elif isinstance(structure, (list, tuple)) and len(structure) > 1:
-            self.output_names = list(model.output_names)
-        else:
-            self.output_names = [FUSED]
-        if FUSED not in self.output_names:
-            raise ModelLoadError(
-                f"{model.name}: a Keras model with outputs {self.output_names} "
-                f"has no {FUSED!r} map"
-            )
-        # The fused map alone skips the earlier steps' side maps.
-        fused_model = None
-        if len(self.output_names) == 1:
-            fused_model = model
-        elif hasattr(model, "inference_model"):
-            fused_model = model.inference_model()
-        self._call_all = tf.function(
-            lambda x: model(x, training=False), reduce_retracing=True
-        )
-        self._call_fused = None
-        if fused_model is not None:
-            self._call_fused = tf.function(
-                lambda x: fused_model(x, training=False), reduce_retracing=True
-            )
-
-    def predict(self, batch, names):
-        if names == [FUSED] and self._call_fused is not None:
-            result = {FUSED: self._call_fused(batch)}
-        else:
-            result = self._call_all(batch)
-            if not isinstance(result, dict):
-                result = dict(zip(self.output_names, result))
-        return {name: _squeeze_maps(result[name]) for name in names}
-
-
-def _squeeze_maps(maps):
-    """[N, S, S, 1] or [N, S, S] tensor -> float32 numpy [N, S, S]."""
-    maps = np.asarray(maps, dtype=np.float32)
-    if maps.ndim == 4:
-        maps = maps[..., 0]
-    return maps
-
-
-class _SavedModelRunner:
-    """A SavedModel's `serving_default`: images [N, H, W, 3] -> blur_map."""
-
-    output_names = (FUSED,)
-
-    def __init__(self, path):
-        import tensorflow as tf
-
-        self.path = path
-        try:
-            self.loaded = tf.saved_model.load(str(path))
-        except Exception as e:
-            raise ModelLoadError(f"{path}: not a loadable SavedModel ({e})") from e
-        signatures = getattr(self.loaded, "signatures", {})
-        if SIGNATURE not in signatures:
-            raise ModelLoadError(
-                f"{path}: SavedModel has no {SIGNATURE!r} signature "
-                f"(has {sorted(signatures)})"
-            )
-        self.signature = signatures[SIGNATURE]
-        _, input_specs = self.signature.structured_input_signature
-        if INPUT not in input_specs:
-            raise ModelLoadError(
-                f"{path}: signature {SIGNATURE!r} takes "
-                f"{sorted(input_specs)}, not {INPUT!r}"
-            )
-        if OUTPUT not in self.signature.structured_outputs:
-            raise ModelLoadError(
-                f"{path}: signature {SIGNATURE!r} returns "
-                f"{sorted(self.signature.structured_outputs)}, not "
-                f"{OUTPUT!r}"
-            )
-        self.input_shape = tuple(input_specs[INPUT].shape.as_list())
-
-    def fixed_size(self):
-        """The square size the signature requires, or None for any size."""
-        return _square_size(self.input_shape)
-
-    def recorded_size(self):
-        """The `inference_size` in the export's `assets/defusion_config.json`, or None."""
-        try:
-            size = export_lib.load_saved_model_metadata(self.path).get("inference_size")
-        except (export_lib.ExportError, ValueError, OSError):
-            return None
-        return int(size) if size else None
-
-    def predict(self, batch, names):
-        import tensorflow as tf
-
-        result = self.signature(**{INPUT: tf.constant(batch, tf.float32)})
-        return {FUSED: _squeeze_maps(result[OUTPUT])}
-
-
-class _TFLiteRunner:
-    """A TFLite model with a fixed input [1, S, S, 3], float or integer."""
-
-    output_names = (FUSED,)
-
-    def __init__(self, path):
-        try:
-            self.interpreter = export_lib.load_tflite(path, num_threads=os.cpu_count())
-        except Exception as e:
-            raise ModelLoadError(f"{path}: not a loadable TFLite model ({e})") from e
-        signatures = self.interpreter.get_signature_list()
-        signature = signatures.get(SIGNATURE, {})
-        if INPUT not in signature.get("inputs", ()) or OUTPUT not in signature.get(
-            "outputs", ()
-        ):
-            raise ModelLoadError(
-                f"{path}: TFLite model needs a signature {SIGNATURE!r} mapping "
-                f"{INPUT!r} to {OUTPUT!r} (as keras_defusion.export.tflite writes); "
-                f"it has {signatures}"
-            )
-        input_detail, _ = export_lib.tflite_io_details(self.interpreter)
-        shape = tuple(int(d) for d in input_detail["shape"])
-        self.size = _square_size(shape)
-        if shape[0] != 1 or shape[-1] != 3 or self.size is None:
-            raise ModelLoadError(
-                f"{path}: TFLite input must be [1, S, S, 3], got {list(shape)}"
-            )
-
-    def predict(self, batch, names):
-        return {FUSED: _squeeze_maps(export_lib.run_tflite(self.interpreter, batch))}
-
-
-def _square_size(shape):
-    """S of a [N, S, S, 3] shape, None when dynamic or not square."""
-    if len(shape) != 4:
-        return None
-    height, width = shape[1], shape[2]
-    if height is None or width is None or height < 1 or height != width:
-        return None
-    return int(height)
 
 
 # === Loading ===

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_defusion.models.defusionnet.config import FUSED
 from keras_defusion.models.defusionnet.config import output_names
 
 
@@ -37,6 +38,6 @@ def deep_supervision_losses(num_steps, lambda_fused=1.0, lambda_side=1.0):
     else:
         side_weight = lambda name: float(lambda_side)
     losses = {name: keras.losses.BinaryCrossentropy(name=f"{name}_bce") for name in names}
-    loss_weights = {"fused": float(lambda_fused)}
+    loss_weights = {FUSED: float(lambda_fused)}
     loss_weights.update({name: side_weight(name) for name in names[1:]})
     return losses, loss_weights

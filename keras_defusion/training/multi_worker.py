@@ -29,7 +29,16 @@ import time
 import keras
 import tensorflow as tf
 
+from keras_defusion.models.defusionnet.config import FUSED
 from keras_defusion.training import distribution
+from keras_defusion.training.build import build_model
+from keras_defusion.training.datasets import build_datasets
+from keras_defusion.training.datasets import with_synthetic_prefix
+from keras_defusion.training.losses import deep_supervision_losses
+from keras_defusion.training.run_folder import finish_run
+from keras_defusion.training.run_folder import save_model
+from keras_defusion.training.run_folder import write_json
+from keras_defusion.training.schedules import build_optimizer
 
 
 def _per_example_loss(masks, outputs, loss_weights):
@@ -61,16 +70,12 @@ def _agree_on_finiteness(optimizer, gradients):
 def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=False):
     """Trains with a custom loop under a MultiWorkerMirroredStrategy.
 
-    Args: as `training.train.train`, with the strategy already made.
+    Args: as `keras_defusion.training.train.train`, with the strategy already made.
 
     Returns:
         A `TrainResult` (on every worker; the chief's points at the run
         folder).
     """
-    from keras_defusion.training.losses import deep_supervision_losses
-    from keras_defusion.training import train as train_lib
-    from keras_defusion.training.schedules import build_optimizer
-
     chief = distribution.is_chief()
     work_dir = out_dir if chief else os.path.join(out_dir, "workers", f"worker-{distribution.task_index()}")
     checkpoint_dir = os.path.join(work_dir, "checkpoints")
@@ -83,7 +88,7 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
         )
 
     with strategy.scope():
-        model = train_lib.build_model(config)
+        model = build_model(config)
         optimizer = build_optimizer(config)
         if config.mixed_precision:
             # What `fit` does by itself: scale the loss so float16 gradients
@@ -111,16 +116,16 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
             batch_size=context.get_per_replica_batch_size(global_batch),
             seed=config.seed + 1000 * context.input_pipeline_id,
         )
-        _, _, train, _ = train_lib.build_datasets(
+        _, _, train, _ = build_datasets(
             per_replica, data_dir, val_dir,
             per_worker=(context.input_pipeline_id, context.num_input_pipelines),
         )
-        return train_lib._with_synthetic_prefix(train, per_replica, steps_done)
+        return with_synthetic_prefix(train, per_replica, steps_done)
 
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
     val_ds = None
     if chief:
-        _, _, _, val_ds = train_lib.build_datasets(config, data_dir, val_dir)
+        _, _, _, val_ds = build_datasets(config, data_dir, val_dir)
 
     @tf.function
     def train_step(iterator):
@@ -142,7 +147,7 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
 
     @tf.function
     def predict_fused(images):
-        return model(images, training=False)["fused"]
+        return model(images, training=False)[FUSED]
 
     def validate():
         errors = []
@@ -151,7 +156,7 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
         return float(tf.reduce_mean(tf.concat(errors, 0))) if errors else None
 
     if chief:
-        train_lib.write_json(
+        write_json(
             os.path.join(out_dir, "config.json"),
             {"training": config.to_dict(), "model": model.get_config(),
              "data": {"train": os.fspath(data_dir), "val": val_dir and os.fspath(val_dir)},
@@ -178,9 +183,9 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
             row["val_fused_mae"] = validate()
             if row["val_fused_mae"] < best:
                 best = row["val_fused_mae"]
-                train_lib.save_model(model, os.path.join(checkpoint_dir, "best.keras"))
+                save_model(model, os.path.join(checkpoint_dir, "best.keras"))
         manager.save(checkpoint_number=steps_done)  # every worker saves
-        train_lib.write_json(state_path, {
+        write_json(state_path, {
             "steps_done": steps_done,
             "best_val_fused_mae": None if math.isinf(best) else best,
         })
@@ -190,7 +195,7 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
                 tf.summary.scalar(key, value)
         print(f"step {steps_done}/{total_steps}: " +
               " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"), flush=True)
-    return train_lib.finish_run(
+    return finish_run(
         model, work_dir, config, steps_done=steps_done, seconds=time.time() - start,
         has_best=val_ds is not None,
     )

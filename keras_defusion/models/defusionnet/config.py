@@ -21,6 +21,8 @@ TAP_LAYERS = (
 )
 TAP_STRIDES = (1, 2, 4, 8, 16, 32)
 NORMALIZATIONS = ("none", "batch", "group")
+# The name of the final blur map, among the model's outputs and in every export.
+FUSED = "fused"
 # Encoders from keras.applications: the paper's VGG16 and mobile ones for
 # phones (`keras_defusion.models.defusionnet.encoder`). Every one is tapped at six layers.
 BACKBONES = ("vgg16", "mobilenet_v3_small", "mobilenet_v3_large", "mobilenet_v2")
@@ -205,7 +207,7 @@ def get_model_config(preset="paper", **overrides):
 
 def output_names(num_steps):
     """Names of the training model's outputs: the fused map, then side maps."""
-    names = ["fused"]
+    names = [FUSED]
     for step in range(1, num_steps + 1):
         names += [f"step{step}_out{i}" for i in range(1, len(TAP_LAYERS) + 1)]
     return names

@@ -3,15 +3,16 @@
 import keras
 from keras import layers
 
+from keras_defusion.models.defusionnet.config import FUSED
 from keras_defusion.models.defusionnet.config import TAP_LAYERS
 from keras_defusion.models.defusionnet.config import get_model_config
 from keras_defusion.models.defusionnet.config import tap_strides
 from keras_defusion.models.defusionnet.encoder import build_mobilenet_encoder
 from keras_defusion.models.defusionnet.encoder import build_vgg16_encoder
+from keras_defusion.models.defusionnet.head import FFRMStep
+from keras_defusion.models.defusionnet.head import SideLayer
 from keras_defusion.models.defusionnet.layers import CropToMatch
-from keras_defusion.models.defusionnet.layers import FFRMStep
 from keras_defusion.models.defusionnet.layers import PadToMultiple
-from keras_defusion.models.defusionnet.layers import SideLayer
 from keras_defusion.models.defusionnet.layers import UpsampleBilinear
 from keras_defusion.models.defusionnet.layers import VGGPreprocess
 
@@ -128,7 +129,7 @@ class DeFusionNet(keras.Model):
             kernel_initializer=keras.initializers.Constant(1 / len(TAP_LAYERS)),
             name="fusion",
         )(layers.Concatenate(name="fusion_concat")(side_logits))
-        outputs = {"fused": to_map(fused_logits, "fused"), **outputs}
+        outputs = {FUSED: to_map(fused_logits, FUSED), **outputs}
 
         super().__init__(inputs=images, outputs=outputs, **model_kwargs)
 
@@ -160,6 +161,6 @@ class DeFusionNet(keras.Model):
         """
         return keras.Model(
             self.input,
-            self.get_layer("fused").output,
+            self.get_layer(FUSED).output,
             name=f"{self.name}_inference",
         )
