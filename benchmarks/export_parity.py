@@ -95,7 +95,7 @@ def main(argv=None):
             "kernels": "he_normal, one independent draw per Conv2D (the mobile preset's init)",
             "note": "untrained: parity, sizes and latency are meaningful; max-F and MAE are not",
         }
-    size = args.size or model.defusion_config.inference_size
+    size = args.size or model_inference_size(model)
     gt_dir = args.gt or os.path.join(os.path.dirname(os.path.abspath(args.images)), "gt")
     pairs = test_pairs(args.images, gt_dir, args.max_images)
     print(f"{len(pairs)} test photos at {size}x{size}")

@@ -27,7 +27,7 @@ from keras_defusion.io import images as image_io
 
 def layer_errors(model, calibration_dir, size=None, num_calibration=50):
     """The debugger's per-layer rows, worst first."""
-    size = int(size or model.defusion_config.inference_size)
+    size = int(size or model_inference_size(model))
     calibration = export_lib.calibration_photos(calibration_dir, size, num_calibration)
     with export_lib.tflite_converter(model, "int8", size, calibration) as converter:
         debugger = tf.lite.experimental.QuantizationDebugger(

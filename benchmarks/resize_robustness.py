@@ -43,7 +43,7 @@ def method_maps(network, photo, size, methods=data.RESIZE_METHODS):
 
 def robustness(model, data_dir, limit=None, size=None):
     """Per-method mean |difference| to the antialiased map, and MAE."""
-    size = size or model.defusion_config.inference_size
+    size = size or model_inference_size(model)
     network = model.inference_model()
     masks = evaluation.gt_files(data_dir)
     photos = evaluation.pair_by_stem(masks, os.path.join(data_dir, "images"), what="photo")

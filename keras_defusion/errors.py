@@ -43,3 +43,7 @@ class EvaluationError(KerasDefusionError, ValueError):
 
 class RuntimeUnavailable(KerasDefusionError, RuntimeError):
     """A phone runtime (or the Vulkan driver it needs) is not installed here."""
+
+
+class UsageError(KerasDefusionError, ValueError):
+    """A command-line option with an unusable value; the message names it."""

@@ -117,7 +117,7 @@ def test_missing_predictions_are_all_named_before_scoring(dataset, capsys):
     (root / "method_b" / "img3.png").unlink()
     out = root / "scores.json"
     status = _run_cli(["--gt", dataset["split"], "--pred", root / "method_b", "--json", out])
-    assert status == 1
+    assert status == 2
     error = capsys.readouterr().err
     assert "img1.png" in error and "img3.png" in error and "2 of 4" in error
     assert not out.exists()
@@ -150,11 +150,11 @@ def test_bad_polarity(dataset, capsys):
 
 def test_usage_errors(dataset, capsys):
     root = dataset["root"]
-    assert _run_cli(["--gt", root / "nowhere", "--pred", root / "method_b", "--json", root / "x.json"]) == 1
+    assert _run_cli(["--gt", root / "nowhere", "--pred", root / "method_b", "--json", root / "x.json"]) == 2
     assert "nowhere" in capsys.readouterr().err
     status = _run_cli(["--gt", dataset["split"], "--pred", root / "method_b",
                        "--pred", f"method_b={root / 'method_a'}", "--json", root / "x.json"])
-    assert status == 1 and "method_b" in capsys.readouterr().err
+    assert status == 2 and "method_b" in capsys.readouterr().err
     status = _run_cli(["--gt", dataset["split"], "--pred", root / "method_b", "--outputs", "all",
                        "--json", root / "x.json"])
     assert status == 2
@@ -282,8 +282,8 @@ def test_unwritable_outputs_are_an_error_not_a_traceback(dataset, capsys, option
         "--json", paths["--json"], "--plots", paths["--plots"],
     ])
     err = capsys.readouterr().err
-    assert status == 1
-    assert err.startswith("keras-defusion evaluate: error:") and str(blocker) in err
+    assert status == 2
+    assert err.startswith("error:") and str(blocker) in err
     assert not (blocker / "inside").exists()
 
 

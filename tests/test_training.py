@@ -315,7 +315,7 @@ def test_package_writes_the_shipped_form(synthetic_dir, tmp_path):
                  "training_config.json", "log.csv"):
         assert (folder / name).exists(), name
     model = pretrained.load_pretrained(pretrained.DEFAULT_MODEL, assets_root=assets)
-    assert model.defusion_config.inference_size == 64
+    assert model.inference_size == 64
     assert load_detector(folder / "model_int8.tflite").image_size == 64
     assert [p.name for p in assets.iterdir()] == [pretrained.DEFAULT_MODEL]  # no staging left
 

@@ -49,10 +49,8 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
         best = os.path.join(run_dir, "checkpoints", "best.keras")
         model_file = best if os.path.exists(best) else os.path.join(run_dir, "final.keras")
     model = float32_copy(keras.saving.load_model(model_file, compile=False))
-    if inference_size and inference_size != model.defusion_config.inference_size:
-        resized = type(model).from_config({**model.get_config(), "inference_size": inference_size})
-        resized.set_weights(model.get_weights())
-        model = resized
+    if inference_size:  # metadata of the model: no rebuild
+        model.inference_size = inference_size
     directory = pretrained.pretrained_dir(name, assets_root)
     directory.parent.mkdir(parents=True, exist_ok=True)
     # Staged beside the target and renamed into place once complete and

@@ -17,6 +17,9 @@ Library use:
     summary = detect_paths(["photos/"], "out", detector, threshold=0.5)
 """
 
+import argparse
+import collections
+import concurrent.futures
 import dataclasses
 import glob
 import os
@@ -27,12 +30,18 @@ import time
 import numpy as np
 from PIL import Image
 
+from keras_defusion.errors import UsageError
+from keras_defusion.inference.contract import check_inference_size
 from keras_defusion.io import images as image_io
 from keras_defusion.io import visualize
 
 PICTURE_FORMATS = {"jpg": "JPEG", "png": "PNG"}
 JPEG_QUALITY = 90
 DEFAULT_BATCH_SIZE = 4
+# Threads that decode, resize and write while the network runs.
+WORKER_THREADS = min(4, os.cpu_count() or 1)
+PREFETCH_BATCHES = 2
+MAX_PENDING_WRITES = 16
 
 
 @dataclasses.dataclass
@@ -289,50 +298,79 @@ def detect_paths(
         report(f"error: {message}")
 
     disable = None if progress is None else not progress
-    with tqdm(total=len(todo), unit="photo", disable=disable, file=sys.stderr) as bar:
-        for begin in range(0, len(todo), batch_size):
+    with tqdm(total=len(todo), unit="photo", disable=disable, file=sys.stderr) as bar, \
+            concurrent.futures.ThreadPoolExecutor(WORKER_THREADS) as pool:
+
+        def load(photo):
+            rgb = image_io.load_rgb(photo)
+            return rgb, *detector.prepare(rgb)
+
+        def write(targets, rgb, small, size):
+            return write_outputs(targets, rgb, detector.restore(small, size), threshold, overwrite)
+
+        def finish(item, future):
+            photo, name, _ = item
+            try:
+                kept = future.result()
+            except OSError as e:
+                fail(photo, f"{photo}: cannot write its outputs ({e})")
+            else:
+                summary.written.append((photo, name))
+                if kept:
+                    report(f"kept existing {', '.join(str(p) for p in kept)} "
+                           f"(--overwrite replaces them)")
+            bar.update(1)
+
+        # Photos are decoded and resized PREFETCH_BATCHES batches ahead of the
+        # network, and their outputs written behind it, in the pool's threads.
+        batches = iter([todo[i:i + batch_size] for i in range(0, len(todo), batch_size)])
+        loads, writes = collections.deque(), collections.deque()
+
+        def queue_next_batch():
+            batch = next(batches, None)
+            if batch is not None:
+                loads.append([(item, pool.submit(load, item[0])) for item in batch])
+
+        for _ in range(PREFETCH_BATCHES):
+            queue_next_batch()
+        while loads:
             loaded = []
-            for photo, name, targets in todo[begin:begin + batch_size]:
+            for item, future in loads.popleft():
                 try:
-                    loaded.append((photo, name, targets, image_io.load_rgb(photo)))
+                    loaded.append((item, *future.result()))
                 except image_io.ImageReadError as e:
-                    fail(photo, str(e))
+                    fail(item[0], str(e))
                     bar.update(1)
-            for photo, name, targets, rgb, blur_map in _detect_loaded(detector, loaded, fail):
-                try:
-                    kept = write_outputs(targets, rgb, blur_map, threshold, overwrite)
-                except OSError as e:
-                    fail(photo, f"{photo}: cannot write its outputs ({e})")
-                else:
-                    summary.written.append((photo, name))
-                    if kept:
-                        report(
-                            f"kept existing {', '.join(str(p) for p in kept)} "
-                            f"(--overwrite replaces them)"
-                        )
-            bar.update(len(loaded))
+            queue_next_batch()
+            for (item, rgb, _, size), small in _run_network(detector, loaded, fail):
+                writes.append((item, pool.submit(write, item[2], rgb, small, size)))
+            while writes and (writes[0][1].done() or len(writes) > MAX_PENDING_WRITES):
+                finish(*writes.popleft())
+        while writes:
+            finish(*writes.popleft())
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _detect_loaded(detector, loaded, fail):
-    """Yields (photo, name, targets, rgb, map); a failing batch runs one by one."""
+def _run_network(detector, loaded, fail):
+    """Yields (loaded item, map at S x S); a failing batch runs one by one."""
     if not loaded:
         return
     try:
-        maps = detector.detect_batch([item[3] for item in loaded], batch_size=len(loaded))
-    except Exception:
+        maps = detector.run_prepared(np.stack([entry[2] for entry in loaded]))
+    except Exception:  # any runtime's error: find the photo that causes it
         maps = None
-    for index, item in enumerate(loaded):
+    for index, entry in enumerate(loaded):
         if maps is not None:
-            yield (*item, maps[index])
+            yield entry, maps[index]
             continue
+        photo = entry[0][0]
         try:
-            blur_map = detector.detect(item[3])
-        except Exception as e:
-            fail(item[0], f"{item[0]}: detection failed ({type(e).__name__}: {e})")
+            small = detector.run_prepared(entry[2][None])[0]
+        except Exception as e:  # reported per photo; the others go on
+            fail(photo, f"{photo}: detection failed ({type(e).__name__}: {e})")
             continue
-        yield (*item, blur_map)
+        yield entry, small
 
 
 # === Command line ===
@@ -359,9 +397,10 @@ def add_arguments(parser):
         help="replace existing outputs (default: keep them; skip photos already done)",
     )
     parser.add_argument(
-        "--image-size", type=int, metavar="N",
-        help="square size the network runs at (default: the model's inference size)",
+        "--inference-size", type=int, metavar="N",
+        help="square size the network runs at (default: the size the model was saved with)",
     )
+    parser.add_argument("--image-size", type=int, dest="inference_size", help=argparse.SUPPRESS)
     parser.add_argument(
         "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
         help="photos per network call (default: %(default)s)",
@@ -378,27 +417,19 @@ def add_arguments(parser):
 def run(args):
     """Runs `keras-defusion detect`; returns the exit status.
 
-    0: every photo done or skipped; 1: some input failed; 2: bad arguments
-    or no usable model.
+    0: every photo done or skipped; 1: some input failed; 2
+    (`errors.EXIT_ERROR`, raised as an error): bad options or no usable model.
     """
-    prefix = "keras-defusion detect: error:"
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        print(f"{prefix} --threshold must be in [0, 1], got {args.threshold}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--threshold must be in [0, 1], got {args.threshold}")
     if args.batch_size < 1:
-        print(f"{prefix} --batch-size must be positive", file=sys.stderr)
-        return 2
-    if args.image_size is not None and args.image_size < 32:
-        print(f"{prefix} --image-size must be at least 32", file=sys.stderr)
-        return 2
+        raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.inference_size is not None:
+        check_inference_size(args.inference_size, "--inference-size")
 
     from keras_defusion.inference.detector import load_detector
 
-    try:
-        detector = load_detector(args.model, image_size=args.image_size)
-    except (ValueError, OSError) as e:
-        print(f"{prefix} {e}", file=sys.stderr)
-        return 2
+    detector = load_detector(args.model, inference_size=args.inference_size)
     print(
         f"model: {detector.source} ({detector.kind}, runs at "
         f"{detector.image_size} x {detector.image_size})",

@@ -1,6 +1,5 @@
 """`keras-defusion evaluate`: score blur maps like the paper (section 4.2)."""
 
-import argparse
 import os
 import pathlib
 import sys
@@ -8,6 +7,7 @@ import sys
 import numpy as np
 
 from keras_defusion.errors import EvaluationError
+from keras_defusion.errors import UsageError
 from keras_defusion.evaluation import metrics
 from keras_defusion.evaluation.report import build_report
 from keras_defusion.evaluation.report import format_table
@@ -51,12 +51,11 @@ def model_method_name(source):
         return path.stem or text or "model"
     path = path.resolve()
     if path.is_dir():
-        try:
-            from keras_defusion.inference.detector import find_saved_model_dir
+        from keras_defusion.inference.detector import find_saved_model_dir
 
-            found = pathlib.Path(find_saved_model_dir(path))
-        except Exception:  # not a SavedModel layout: a shipped-form folder
-            found = None
+        # None for a shipped-form folder; a folder of several SavedModels
+        # raises ModelLoadError, as loading it does.
+        found = find_saved_model_dir(path)
         if found is not None and found.name.isdigit() and found.parent.name:
             return found.parent.name
         return path.name or "model"
@@ -118,60 +117,51 @@ def _print_progress(done, total):
 
 def run(args):
     """Runs `keras-defusion evaluate`; returns the exit status."""
-    prefix = "keras-defusion evaluate: error:"
     if args.adaptive_factor <= 0 or not np.isfinite(args.adaptive_factor):
-        print(f"{prefix} --adaptive-factor must be a positive number", file=sys.stderr)
-        return 2
+        raise UsageError(f"--adaptive-factor must be a positive number, got {args.adaptive_factor}")
     if args.pred and (args.outputs or args.images):
-        print(f"{prefix} --outputs and --images go with --model, not --pred", file=sys.stderr)
-        return 2
-    try:
-        if args.pred:
-            pred_dirs = {}
-            for spec in args.pred:
-                name, folder = parse_pred_spec(spec)
-                if name in pred_dirs:
-                    raise EvaluationError(
-                        f"two --pred methods named {name!r}; name them with NAME=DIR"
-                    )
-                pred_dirs[name] = folder
-            results = evaluate_folders(
-                pred_dirs, args.gt, gt_polarity=args.gt_polarity,
-                pred_polarity=args.pred_polarity, adaptive_factor=args.adaptive_factor,
-            )
-            extra = {"sources": "prediction folders"}
-        else:
-            images_dir = args.images or images_dir_beside(args.gt)
-            if images_dir is None:
+        raise UsageError("--outputs and --images go with --model, not --pred")
+    if args.pred:
+        pred_dirs = {}
+        for spec in args.pred:
+            name, folder = parse_pred_spec(spec)
+            if name in pred_dirs:
                 raise EvaluationError(
-                    f"--model needs --images DIR ({args.gt} holds no images/ beside gt/)"
+                    f"two --pred methods named {name!r}; name them with NAME=DIR"
                 )
-            from keras_defusion.inference.detector import load_detector
-
-            detector = load_detector(args.model)
-            results = evaluate_detector(
-                detector, images_dir, args.gt, outputs=args.outputs,
-                name=model_method_name(args.model),
-                gt_polarity=args.gt_polarity, adaptive_factor=args.adaptive_factor,
-                progress=_print_progress,
+            pred_dirs[name] = folder
+        results = evaluate_folders(
+            pred_dirs, args.gt, gt_polarity=args.gt_polarity,
+            pred_polarity=args.pred_polarity, adaptive_factor=args.adaptive_factor,
+        )
+        extra = {"sources": "prediction folders"}
+    else:
+        images_dir = args.images or images_dir_beside(args.gt)
+        if images_dir is None:
+            raise EvaluationError(
+                f"--model needs --images DIR ({args.gt} holds no images/ beside gt/)"
             )
-            extra = {"sources": "model", "model": str(args.model), "images_dir": str(images_dir)}
-        # Writing is inside the try: an unwritable --json or --plots path is an
-        # error message, not a traceback.
-        write_json(build_report(results, args.gt, extra), args.json)
-        print(format_table(results))
-        print(f"wrote {args.json}")
-        if args.plots:
-            for path in plot_curves(results, args.plots, title=pathlib.Path(args.gt).name):
-                print(f"wrote {path}")
-    except (EvaluationError, ValueError, OSError) as e:
-        print(f"{prefix} {e}", file=sys.stderr)
-        return 1
+        from keras_defusion.inference.detector import load_detector
+
+        detector = load_detector(args.model)
+        results = evaluate_detector(
+            detector, images_dir, args.gt, outputs=args.outputs,
+            name=model_method_name(args.model),
+            gt_polarity=args.gt_polarity, adaptive_factor=args.adaptive_factor,
+            progress=_print_progress,
+        )
+        extra = {"sources": "model", "model": str(args.model), "images_dir": str(images_dir)}
+    write_json(build_report(results, args.gt, extra), args.json)
+    print(format_table(results))
+    print(f"wrote {args.json}")
+    if args.plots:
+        for path in plot_curves(results, args.plots, title=pathlib.Path(args.gt).name):
+            print(f"wrote {path}")
     return 0
 
 
 def main(argv=None):
-    """Entry point for `python -m keras_defusion.evaluation.scoring`."""
-    parser = argparse.ArgumentParser(prog="keras-defusion evaluate")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """`keras-defusion evaluate ARGS`, with its error handling."""
+    from keras_defusion.cli import main as cli_main
+
+    return cli_main(["evaluate", *(sys.argv[1:] if argv is None else argv)])

@@ -1,6 +1,6 @@
 """`keras-defusion info`: build a DeFusionNet and print its summary."""
 
-from keras_defusion.models.defusionnet.config import MODEL_PRESETS
+from keras_defusion.models.defusionnet.presets import MODEL_PRESETS
 
 
 def add_arguments(parser):

@@ -11,7 +11,7 @@ import json
 import sys
 
 from keras_defusion.data.augmentation import RESIZE_METHODS
-from keras_defusion.errors import KerasDefusionError
+from keras_defusion.errors import UsageError
 from keras_defusion.training.config import TRAINING_PRESETS
 from keras_defusion.training.config import get_training_config
 from keras_defusion.training.train import train
@@ -22,7 +22,7 @@ def _parse_model_overrides(items):
     for item in items or ():
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"--model-set expects KEY=VALUE, got {item!r}")
+            raise UsageError(f"--model-set expects KEY=VALUE, got {item!r}")
         try:
             overrides[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -30,11 +30,7 @@ def _parse_model_overrides(items):
     return overrides
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="python -m training.train",
-        description="Train DeFusionNet on image/mask folders.",
-    )
+def add_arguments(parser):
     parser.add_argument("--preset", required=True, choices=sorted(TRAINING_PRESETS),
                         help="training preset; it names its model preset")
     parser.add_argument("--data", required=True, help="training folder (images/ + gt/)")
@@ -42,7 +38,9 @@ def build_parser():
     parser.add_argument("--val", help="validation folder; 'best' = lowest fused MAE on it")
     parser.add_argument("--steps", type=int, help="optimizer steps in all")
     parser.add_argument("--batch-size", type=int, help="global batch (per replica x replicas)")
-    parser.add_argument("--image-size", type=int, help="side of the square training crops")
+    parser.add_argument("--crop-size", type=int, dest="image_size",
+                        help="side of the square training crops (TrainingConfig.image_size)")
+    parser.add_argument("--image-size", type=int, dest="image_size", help=argparse.SUPPRESS)
     parser.add_argument("--weights", help="encoder's initial weights: imagenet, none or PATH")
     parser.add_argument("--init-model", help="a .keras model, or a shipped model's name, "
                         "whose weights start the run (fine-tuning a trained model)")
@@ -70,7 +68,20 @@ def build_parser():
     parser.add_argument("--model-set", action="append", metavar="KEY=VALUE",
                         help="override a DeFusionNetConfig field, e.g. num_steps=6 or "
                         "use_ffrm=false (repeatable)")
-    parser.add_argument("--verbose", default="auto", help="Keras progress: auto, 0, 1 or 2")
+    parser.add_argument("--progress", default="auto", choices=("auto", "0", "1", "2"),
+                        help="Keras' progress display (default auto)")
+    # --verbose LEVEL was the progress display; a bare --verbose shows TF's logs.
+    parser.add_argument("--verbose", nargs="?", const=True, default=False,
+                        help="show TensorFlow's log lines (hidden by default)")
+
+
+def build_parser():
+    """The `keras-defusion train` options as a parser of their own."""
+    parser = argparse.ArgumentParser(
+        prog="keras-defusion train",
+        description="Train DeFusionNet on image/mask folders.",
+    )
+    add_arguments(parser)
     return parser
 
 
@@ -124,17 +135,23 @@ def config_from_args(args):
     return get_training_config(args.preset, **cli_overrides(args))
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
-    try:
-        overrides = cli_overrides(args)
-        config = get_training_config(args.preset, **overrides)
-        result = train(config, args.data, args.out, args.val, resume=args.resume,
-                       verbose=verbose, given=set(overrides))
-    except (KerasDefusionError, FileNotFoundError, FileExistsError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+def run(args):
+    """Runs `keras-defusion train`; returns the exit status."""
+    progress = args.verbose if args.verbose not in (True, False) else args.progress
+    if progress not in ("auto", "0", "1", "2"):
+        raise UsageError(f"--progress must be auto, 0, 1 or 2, got {progress!r}")
+    overrides = cli_overrides(args)
+    config = get_training_config(args.preset, **overrides)
+    result = train(config, args.data, args.out, args.val, resume=args.resume,
+                   verbose=progress if progress == "auto" else int(progress),
+                   given=set(overrides))
     print(f"trained {result.steps_done} steps; model: {result.final_model}"
           f" (best: {result.best_model})")
     return 0
+
+
+def main(argv=None):
+    """`keras-defusion train ARGS`, with its error handling."""
+    from keras_defusion.cli import main as cli_main
+
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])

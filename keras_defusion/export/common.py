@@ -2,6 +2,7 @@
 
 from keras_defusion.inference.contract import NORMALIZATION
 from keras_defusion.inference.contract import OUTPUT_MEANING
+from keras_defusion.inference.contract import model_inference_size
 from keras_defusion.version import __version__
 
 MODEL_NAME = "defusionnet"
@@ -43,7 +44,7 @@ def model_metadata(model, **extra):
         "model_name": MODEL_NAME,
         "keras_defusion_version": __version__,
         "preset": getattr(model, "preset", None),
-        "inference_size": config.inference_size,
+        "inference_size": model_inference_size(model),
         "input": "RGB 0..255; " + NORMALIZATION,
         "output": OUTPUT_MEANING,
         "config": config.to_dict(),

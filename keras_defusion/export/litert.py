@@ -22,7 +22,6 @@ in a fresh Python process that loads this file alone; `compile_on_gpu` is for
 processes without TensorFlow.
 """
 
-import contextlib
 import ctypes
 import dataclasses
 import json
@@ -33,6 +32,8 @@ import sys
 import tempfile
 
 import numpy as np
+
+from keras_defusion.utils import native_stderr
 
 from keras_defusion.errors import RuntimeUnavailable
 
@@ -150,28 +151,6 @@ def use_lavapipe(folder=None):
     return folder
 
 
-@contextlib.contextmanager
-def _native_stderr():
-    """Captures what native code writes to file descriptor 2 (`.text`)."""
-
-    class Captured:
-        text = ""
-
-    captured = Captured()
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield captured
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            captured.text = sink.read().decode("utf-8", "replace")
-
-
 class CompiledTFLite:
     """A LiteRT `CompiledModel` with a numpy call.
 
@@ -250,7 +229,7 @@ def compile_on_gpu(path, allow_cpu=False, float32=False):
                           gpu_options=GpuOptions(enforce_f32=float32))
         return CompiledModel.from_file(os.fspath(path), options=options)
 
-    with _native_stderr() as log:
+    with native_stderr() as log:
         try:
             model, error = compile_for(accelerator.GPU), None
         except RuntimeError as failure:
@@ -264,7 +243,7 @@ def compile_on_gpu(path, allow_cpu=False, float32=False):
         )
     if not allow_cpu or "not accelerated" not in error:
         raise RuntimeError(f"{path}: GPU compile failed: {error}\n{log.text[-2000:]}")
-    with _native_stderr() as fallback_log:
+    with native_stderr() as fallback_log:
         model = compile_for(accelerator.GPU | accelerator.CPU)
     return CompiledTFLite(model, False, fallback_log.text + log.text)
 

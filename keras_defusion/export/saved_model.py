@@ -17,7 +17,6 @@ import shutil
 import tempfile
 
 from keras_defusion.export.common import MODEL_NAME
-from keras_defusion.export.common import _check_defusion_model
 from keras_defusion.export.common import _tf_variables
 from keras_defusion.export.common import model_metadata
 from keras_defusion.export.common import serving_model
@@ -25,6 +24,7 @@ from keras_defusion.inference.contract import BLUR_MAP_OUTPUT
 from keras_defusion.inference.contract import CONFIG_ASSET
 from keras_defusion.inference.contract import IMAGES_INPUT
 from keras_defusion.inference.contract import SERVING_SIGNATURE
+from keras_defusion.inference.contract import model_inference_size
 from keras_defusion.inference.contract import resize_maps
 from keras_defusion.inference.contract import resize_photos
 
@@ -87,9 +87,8 @@ def _serving_root(model, image_size=None, batch_size=None, config_path=None, wit
     """
     import tensorflow as tf
 
-    config = _check_defusion_model(model)
     keras_model = serving_model(model)
-    size = int(config.inference_size)
+    size = model_inference_size(model)
 
     root = tf.Module()
     root.model_variables = _tf_variables(keras_model)

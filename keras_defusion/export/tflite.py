@@ -30,6 +30,8 @@ from keras_defusion.inference.contract import IMAGES_INPUT
 from keras_defusion.inference.contract import NORMALIZATION
 from keras_defusion.inference.contract import OUTPUT_MEANING
 from keras_defusion.inference.contract import SERVING_SIGNATURE
+from keras_defusion.inference.contract import check_inference_size
+from keras_defusion.inference.contract import model_inference_size
 from keras_defusion.inference.contract import preprocess_photo
 from keras_defusion.inference.runners import _tensor_quantization
 from keras_defusion.inference.runners import load_tflite
@@ -193,11 +195,12 @@ def export_tflite(
     model,
     out_path,
     mode=TFLiteMode.FLOAT32,
-    image_size=None,
+    inference_size=None,
     calibration_images=None,
     io_dtype="uint8",
     num_calibration=DEFAULT_NUM_CALIBRATION,
     metadata=True,
+    image_size=None,
 ):
     """Writes a TFLite file with a fixed input [1, S, S, 3] and its JSON sidecar.
 
@@ -206,7 +209,8 @@ def export_tflite(
         out_path: the `.tflite` file; the sidecar is `<out_path>.json`.
         mode: a `TFLiteMode` or its name: "float32", "float16", "dynamic",
             "int8".
-        image_size: the square side S; default the config's `inference_size`.
+        inference_size: the square side S; default the size the model was
+            saved with (`model_inference_size`).
         calibration_images: for "int8" (required): a folder of real photos or
             an iterable of paths / RGB arrays; they go through the detection
             preprocessing (`preprocess_photo`).
@@ -215,6 +219,7 @@ def export_tflite(
         num_calibration: at most this many calibration photos.
         metadata: embed Task library metadata when tflite-support is
             importable (a logged note when it is not).
+        image_size: the old name of `inference_size`.
 
     Returns:
         `out_path`.
@@ -224,10 +229,9 @@ def export_tflite(
         ExportError: conversion needs a non-builtin op, or no usable photo.
     """
     mode = parse_tflite_mode(mode)
-    config = _check_defusion_model(model)
-    size = int(image_size or config.inference_size)
-    if size < 32:
-        raise ValueError(f"image_size must be at least 32, got {size}")
+    _check_defusion_model(model)
+    inference_size = inference_size or image_size
+    size = check_inference_size(inference_size) if inference_size else model_inference_size(model)
     if io_dtype not in IO_DTYPES:
         raise ValueError(f"io_dtype must be one of {IO_DTYPES}, got {io_dtype!r}")
     calibration = None

@@ -35,7 +35,10 @@ import numpy as np
 from PIL import Image
 
 from keras_defusion.errors import ModelLoadError
+from keras_defusion.inference.contract import DEFAULT_INFERENCE_SIZE
 from keras_defusion.inference.contract import FUSED
+from keras_defusion.inference.contract import check_inference_size
+from keras_defusion.inference.contract import model_inference_size
 from keras_defusion.inference.contract import resize_maps
 from keras_defusion.inference.contract import resize_photos
 from keras_defusion.inference.runners import _KerasRunner
@@ -57,17 +60,22 @@ class Detector:
     their EXIF orientation applied, so maps follow the upright photo.
 
     Attributes:
-        image_size: S, the square size the network runs at.
+        inference_size: S, the square size the network runs at
+            (`image_size` is its old name).
         kind: `"keras"`, `"saved_model"` or `"tflite"`.
         source: what it was loaded from (a path, name or model description).
         output_names: names of the maps `detect(..., outputs="all")` returns.
     """
 
-    def __init__(self, runner, image_size, kind, source):
+    def __init__(self, runner, inference_size, kind, source):
         self._runner = runner
-        self.image_size = image_size
+        self.inference_size = inference_size
         self.kind = kind
         self.source = source
+
+    @property
+    def image_size(self):
+        return self.inference_size
 
     @property
     def output_names(self):
@@ -75,7 +83,7 @@ class Detector:
 
     def __repr__(self):
         return (
-            f"Detector(kind={self.kind!r}, image_size={self.image_size}, "
+            f"Detector(kind={self.kind!r}, inference_size={self.inference_size}, "
             f"source={str(self.source)!r})"
         )
 
@@ -113,24 +121,38 @@ class Detector:
         Returns:
             A list with one map (or dict of maps) per photo, in order.
         """
-        names = self._output_selection(outputs)
+        self._output_selection(outputs)  # unknown outputs fail before any work
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         images = list(images)
         results = []
         for start in range(0, len(images), batch_size):
-            sizes, resized = [], []
-            # One full-size photo in memory at a time: 12 MP is 144 MB as float.
-            for image in images[start:start + batch_size]:
-                rgb = to_rgb(image)
-                sizes.append(rgb.shape[:2])
-                resized.append(resize_image(rgb, self.image_size))
-            batch = np.stack(resized)
-            predicted = self._runner.predict(batch, names)
-            for index, size in enumerate(sizes):
-                maps = {name: resize_map(predicted[name][index], size) for name in names}
-                results.append(maps if _wants_dict(outputs) else maps[FUSED])
+            # Only resized photos are kept: a 12-MP photo is 144 MB as float.
+            prepared = [self.prepare(image) for image in images[start:start + batch_size]]
+            small = self.run_prepared(np.stack([p[0] for p in prepared]), outputs)
+            results += [self.restore(m, size) for m, (_, size) in zip(small, prepared)]
         return results
+
+    # The three stages of `detect_batch`, for callers that overlap them
+    # (`keras-defusion detect` decodes, resizes and writes in threads).
+
+    def prepare(self, image):
+        """A photo resized for the network: (float32 [S, S, 3], its (H, W))."""
+        rgb = to_rgb(image)
+        return resize_image(rgb, self.inference_size), tuple(rgb.shape[:2])
+
+    def run_prepared(self, batch, outputs=None):
+        """The network on prepared photos [N, S, S, 3]: a map [S, S] (or a dict) each."""
+        names = self._output_selection(outputs)
+        predicted = self._runner.predict(np.asarray(batch, np.float32), names)
+        maps = [{name: predicted[name][i] for name in names} for i in range(len(batch))]
+        return maps if _wants_dict(outputs) else [m[FUSED] for m in maps]
+
+    def restore(self, small, size):
+        """A map (or dict of maps) from `run_prepared` at the photo's (H, W)."""
+        if isinstance(small, dict):
+            return {name: resize_map(blur_map, size) for name, blur_map in small.items()}
+        return resize_map(small, size)
 
     def _output_selection(self, outputs):
         available = self._runner.output_names
@@ -284,7 +306,7 @@ def find_saved_model_dir(path):
     return next(iter(models.values()), None)
 
 
-def load_detector(source=None, image_size=None):
+def load_detector(source=None, inference_size=None, *, image_size=None):
     """Loads a model from any artefact the project makes, as a `Detector`.
 
     Args:
@@ -292,8 +314,9 @@ def load_detector(source=None, image_size=None):
             (`config.json` + `model.weights.h5`), a SavedModel folder (or
             TF-Serving layout), a `.tflite` file, or a registered pretrained
             name. None: `pretrained.DEFAULT_MODEL`.
-        image_size: the square size S photos are resized to. Default: the
-            model's `defusion_config.inference_size` (Keras), the size the
+        inference_size: the square size S photos are resized to. Default:
+            the size the model was saved with (Keras: its `inference_size`,
+            `keras_defusion.inference.contract.model_inference_size`), the size the
             export recorded (SavedModel), or the input size (TFLite, which
             cannot change it).
 
@@ -308,10 +331,9 @@ def load_detector(source=None, image_size=None):
     """
     import keras
 
-    if image_size is not None:
-        if isinstance(image_size, bool) or int(image_size) != image_size or image_size < 32:
-            raise ValueError(f"image_size must be an integer of at least 32, got {image_size!r}")
-        image_size = int(image_size)
+    if image_size is not None:  # the old name
+        inference_size = image_size
+    image_size = None if inference_size is None else check_inference_size(inference_size)
     if source is None:
         source = pretrained.DEFAULT_MODEL
     if isinstance(source, keras.Model):
@@ -370,18 +392,10 @@ def _load_keras_file(path):
         raise ModelLoadError(f"{path}: not a loadable .keras model ({e})") from e
 
 
-def _default_size():
-    from keras_defusion.models.defusionnet.config import DeFusionNetConfig
-
-    return DeFusionNetConfig().inference_size
-
-
 def _keras_detector(model, image_size, source):
     runner = _KerasRunner(model)
     fixed = _square_size(tuple(model.input_shape)) if len(model.inputs) == 1 else None
-    config = getattr(model, "defusion_config", None)
-    default = fixed or (config.inference_size if config is not None else _default_size())
-    size = image_size or default
+    size = image_size or fixed or model_inference_size(model)
     if fixed is not None and size != fixed:
         raise ValueError(f"{source}: the model takes {fixed} x {fixed} only, not {size}")
     return Detector(runner, size, "keras", source)
@@ -390,7 +404,7 @@ def _keras_detector(model, image_size, source):
 def _saved_model_detector(path, image_size):
     runner = _SavedModelRunner(path)
     fixed = runner.fixed_size()
-    size = image_size or fixed or runner.recorded_size() or _default_size()
+    size = image_size or fixed or runner.recorded_size() or DEFAULT_INFERENCE_SIZE
     if fixed is not None and size != fixed:
         raise ValueError(f"{path}: the SavedModel takes {fixed} x {fixed} only, not {size}")
     return Detector(runner, size, "saved_model", path)

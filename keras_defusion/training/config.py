@@ -10,7 +10,7 @@ from typing import Union
 from keras_defusion.data.augmentation import DEFAULT_RESIZE_METHODS
 from keras_defusion.data.augmentation import RESIZE_METHODS
 from keras_defusion.data.augmentation import check_resize_methods
-from keras_defusion.models.defusionnet.config import MODEL_PRESETS
+from keras_defusion.models.defusionnet.presets import MODEL_PRESETS
 
 # The paper trains with Caffe, whose cross-entropy is summed over the pixels
 # of the batch; Keras averages it. The gradient of the mean is the gradient of

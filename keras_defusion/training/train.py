@@ -28,7 +28,6 @@ from keras_defusion.training.run_folder import finish_run
 from keras_defusion.training.run_folder import prepare_run
 from keras_defusion.training.run_folder import write_json
 from keras_defusion.training.schedules import build_schedule
-from keras_defusion.utils import set_seed
 
 
 def train(config, data_dir, out_dir, val_dir=None, resume=False, verbose="auto", strategy=None,
@@ -57,7 +56,7 @@ def train(config, data_dir, out_dir, val_dir=None, resume=False, verbose="auto",
     state = None
     if not multi_worker_run:  # multi-worker runs resume from TF checkpoints
         config, state = prepare_run(config, out_dir, resume, given)
-    set_seed(config.seed)
+    keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     if config.mixed_precision:

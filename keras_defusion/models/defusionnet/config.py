@@ -68,9 +68,10 @@ class DeFusionNetConfig:
             loaded: "glorot_uniform" (Keras' default) or "he_normal".
         pad_multiple: inputs are padded to a multiple of this inside the
             graph and the maps cropped back, so any H x W works.
-        inference_size: the square size photos are resized to by `detect`,
-            the encoded-image serving signature and TFLite export; training
-            sets it to its training size. The model itself takes any size.
+
+    The size photos are resized to for inference is not architecture: it
+    is the model's `inference_size` attribute, read through
+    `keras_defusion.inference.contract.model_inference_size`.
     """
 
     side_channels: int = 32
@@ -88,7 +89,6 @@ class DeFusionNetConfig:
     encoder_batchnorm: bool = False
     encoder_init: str = "glorot_uniform"
     pad_multiple: int = 32
-    inference_size: int = 320
 
     def __post_init__(self):
         if not 1 <= self.num_steps <= 6:
@@ -127,8 +127,6 @@ class DeFusionNetConfig:
         for name in ("side_kernel_size", "refine_kernel_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
-        if self.inference_size < 32:
-            raise ValueError("inference_size must be at least 32")
         if self.encoder_width <= 0:
             raise ValueError("encoder_width must be positive")
 
@@ -137,6 +135,7 @@ class DeFusionNetConfig:
 
     @classmethod
     def from_dict(cls, values):
+        """The config of `values`; ValueError naming any unknown field."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
@@ -145,64 +144,6 @@ class DeFusionNetConfig:
                 f"known: {sorted(known)}"
             )
         return cls(**values)
-
-
-MODEL_PRESETS = {
-    # FFRM at the input resolution, as the paper. The 18 full-resolution 3x3
-    # refinement convolutions cost ~33M x C^2 multiply-adds at 320x320; C = 24
-    # keeps the whole model under 2.5x the encoder's time (README "Speed").
-    "paper": DeFusionNetConfig(side_channels=24, fusion_channels=24),
-    # FFRM at 1/4 of the input; maps upsampled bilinearly at the end.
-    # Group norm in the head trains faster from scratch at small batches.
-    "mobile": DeFusionNetConfig(
-        side_channels=32,
-        fusion_channels=32,
-        working_stride=4,
-        normalization="group",
-        encoder_init="he_normal",
-    ),
-    "scratch": DeFusionNetConfig(
-        # For training without ImageNet weights on a CPU: VGG16-BN at half width
-        # (a quarter of VGG16's multiply-adds), He initialisation, group norm in
-        # the head, FFRM at 1/4 resolution.
-        side_channels=32,
-        fusion_channels=32,
-        working_stride=4,
-        normalization="group",
-        encoder_width=0.5,
-        encoder_batchnorm=True,
-        encoder_init="he_normal",
-    ),
-    # For phones (issue 12): MobileNetV2 from keras.applications, the head
-    # depthwise-separable at 16 channels and batch norm (folded into the
-    # convolutions on export), the FFRM at 1/8 of the input. Chosen by
-    # int8 latency (benchmarks/results/phone_candidates.json).
-    "phone": DeFusionNetConfig(
-        backbone="mobilenet_v2",
-        side_channels=16,
-        fusion_channels=16,
-        working_stride=8,
-        normalization="batch",
-        separable=True,
-        inference_size=256,
-    ),
-}
-
-
-def get_model_config(preset="paper", **overrides):
-    """Returns the config of a named preset with fields overridden.
-
-    Args:
-        preset: a key of `MODEL_PRESETS`.
-        **overrides: `DeFusionNetConfig` fields.
-    """
-    if preset not in MODEL_PRESETS:
-        raise ValueError(
-            f"unknown model preset {preset!r}; choose from {sorted(MODEL_PRESETS)}"
-        )
-    values = MODEL_PRESETS[preset].to_dict()
-    values.update(overrides)
-    return DeFusionNetConfig.from_dict(values)
 
 
 def output_names(num_steps):

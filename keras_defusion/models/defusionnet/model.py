@@ -5,7 +5,6 @@ from keras import layers
 
 from keras_defusion.models.defusionnet.config import FUSED
 from keras_defusion.models.defusionnet.config import TAP_LAYERS
-from keras_defusion.models.defusionnet.config import get_model_config
 from keras_defusion.models.defusionnet.config import tap_strides
 from keras_defusion.models.defusionnet.encoder import build_mobilenet_encoder
 from keras_defusion.models.defusionnet.encoder import build_vgg16_encoder
@@ -15,6 +14,8 @@ from keras_defusion.models.defusionnet.layers import CropToMatch
 from keras_defusion.models.defusionnet.layers import PadToMultiple
 from keras_defusion.models.defusionnet.layers import UpsampleBilinear
 from keras_defusion.models.defusionnet.layers import VGGPreprocess
+from keras_defusion.models.defusionnet.presets import PRESET_INFERENCE_SIZES
+from keras_defusion.models.defusionnet.presets import get_model_config
 
 
 @keras.saving.register_keras_serializable(package="keras_defusion")
@@ -39,6 +40,12 @@ class DeFusionNet(keras.Model):
         backbone_weights: the VGG16 encoder's initial weights: `"imagenet"`,
             `None` or the path of a local weights file. Only used when the
             model is first built; a saved model reloads its own weights.
+        inference_size: the square size photos are resized to for this
+            model (`detect`, the SavedModel's encoded-image signature, TFLite
+            export): metadata saved with the model, not architecture, so
+            setting `model.inference_size` changes no weight. None: the
+            preset's (`PRESET_INFERENCE_SIZES`), else the contract's default
+            (`keras_defusion.inference.contract.model_inference_size`).
         **kwargs: `DeFusionNetConfig` fields overriding the preset, and
             `keras.Model` arguments (`name`, `dtype`, `trainable`).
 
@@ -51,7 +58,8 @@ class DeFusionNet(keras.Model):
     ```
     """
 
-    def __init__(self, preset="paper", backbone_weights="imagenet", **kwargs):
+    def __init__(self, preset="paper", backbone_weights="imagenet", inference_size=None,
+                 **kwargs):
         model_kwargs = {
             key: kwargs.pop(key)
             for key in ("name", "dtype", "trainable")
@@ -136,6 +144,9 @@ class DeFusionNet(keras.Model):
         # === Config ===
         self.preset = preset
         self.defusion_config = config
+        if inference_size is None:
+            inference_size = PRESET_INFERENCE_SIZES.get(preset)
+        self.inference_size = None if inference_size is None else int(inference_size)
 
     def get_config(self):
         # Weights come back from the saved file, never from the network.
@@ -143,6 +154,7 @@ class DeFusionNet(keras.Model):
             "preset": self.preset,
             "backbone_weights": None,
             **self.defusion_config.to_dict(),
+            "inference_size": self.inference_size,
             "name": self.name,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
             "trainable": self.trainable,
