@@ -23,10 +23,10 @@ import numpy as np
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from keras_defusion.evaluation import baselines  # noqa: E402
 from keras_defusion import evaluation  # noqa: E402
-from keras_defusion.io import images as image_io  # noqa: E402
+from keras_defusion.evaluation import baselines  # noqa: E402
 from keras_defusion.evaluation import metrics  # noqa: E402
+from keras_defusion.io import images as image_io  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "CUHK" / "test"
 DEFAULT_JSON = REPO_ROOT / "benchmarks" / "results" / "baselines_cuhk.json"
@@ -101,7 +101,7 @@ def main(argv=None):
         "paper_table1_shi_dataset": PAPER_TABLE1,
     })
     document["ground_truth"] = os.path.relpath(evaluation.resolve_gt_dir(data), REPO_ROOT)
-    evaluation.write_json(document, args.json)
+    evaluation.write_report(args.json, document)
     print(evaluation.format_table(results))
     for method, timing in runtimes.items():
         print(f"{method}: {timing['seconds_per_image']:.3f} s per image (wall), "

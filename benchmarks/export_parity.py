@@ -95,6 +95,8 @@ def main(argv=None):
             "kernels": "he_normal, one independent draw per Conv2D (the mobile preset's init)",
             "note": "untrained: parity, sizes and latency are meaningful; max-F and MAE are not",
         }
+    from keras_defusion.inference.contract import model_inference_size
+
     size = args.size or model_inference_size(model)
     gt_dir = args.gt or os.path.join(os.path.dirname(os.path.abspath(args.images)), "gt")
     pairs = test_pairs(args.images, gt_dir, args.max_images)
@@ -112,7 +114,7 @@ def measure(args, model, source, size, pairs, gt_dir, folder):
 
     import keras_defusion
     from keras_defusion import export as export_lib
-    from keras_defusion.io.images import write_json
+    from keras_defusion.io.files import write_json
     from keras_defusion.evaluation.metrics import ScoreAccumulator
     from keras_defusion.io.images import load_mask
     from keras_defusion.io.images import load_rgb

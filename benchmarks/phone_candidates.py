@@ -22,7 +22,7 @@ from benchmarks import parse_args_keeping_results
 from benchmarks.mobile import cpu_latencies
 from benchmarks.mobile import selfie_segmenter
 from keras_defusion import export as export_lib
-from keras_defusion.io import images as image_io
+from keras_defusion.io.files import write_json
 from keras_defusion.models.defusionnet.model import DeFusionNet
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -81,7 +81,7 @@ def main(argv=None):
         entry["ratio_to_selfie"] = latency[name] / latency["selfie"]
         print(f"{name}: {latency[name] * 1e3:.2f} ms, "
               f"{entry['ratio_to_selfie']:.2f}x selfie")
-    image_io.write_json(args.out, report)
+    write_json(args.out, report)
     print(f"wrote {args.out}")
     return 0
 

@@ -24,6 +24,8 @@ from benchmarks import parse_args_keeping_results
 from keras_defusion import data
 from keras_defusion import evaluation
 from keras_defusion import export as export_lib
+from keras_defusion.inference.contract import model_inference_size
+from keras_defusion.io import files
 from keras_defusion.io import images as image_io
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -76,7 +78,7 @@ def main(argv=None):
     args = parse_args_keeping_results(parser, argv)
     model = export_lib.load_model_file(args.model)
     result = {"model": args.model, "data": args.data, **robustness(model, args.data, args.limit)}
-    image_io.write_json(args.out, result)
+    files.write_json(args.out, result)
     for method in data.RESIZE_METHODS:
         scores = result[method]
         print(f"{method:12s} mean |diff| {scores['mean_abs_difference_to_antialiased']:.4f}  "

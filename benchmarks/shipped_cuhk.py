@@ -17,8 +17,8 @@ import time
 import numpy as np
 
 from keras_defusion import evaluation
-from keras_defusion.models import pretrained
 from keras_defusion.inference.detector import load_detector
+from keras_defusion.models import pretrained
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "CUHK" / "test"
@@ -75,7 +75,7 @@ def main(argv=None):
     })
     for entry in document["methods"].values():
         entry.pop("per_image", None)
-    evaluation.write_json(document, args.json)
+    evaluation.write_report(args.json, document)
     print(evaluation.format_table(results))
     print(f"wrote {args.json} and plots in {args.plots}")
 

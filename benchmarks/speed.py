@@ -80,7 +80,7 @@ def main(argv=None):
 
     from keras_defusion import DeFusionNet
     from keras_defusion.models.defusionnet.encoder import build_vgg16_encoder
-    from keras_defusion.io.images import write_json
+    from keras_defusion.io.files import write_json
 
     images = np.random.default_rng(0).uniform(
         0, 255, (1, args.size, args.size, 3)).astype("float32")

@@ -36,7 +36,7 @@ import tensorflow as tf
 
 from keras_defusion.cli import train as train_cli
 from keras_defusion.data import synthetic
-from keras_defusion.io.images import write_json
+from keras_defusion.io.files import write_json
 from keras_defusion.training import build
 from keras_defusion.training import datasets
 from keras_defusion.training import distribution

@@ -227,10 +227,10 @@ def test_parse_pred_spec(tmp_path):
 
 def test_json_is_written_atomically(tmp_path):
     target = tmp_path / "r.json"
-    evaluation.write_json({"a": 1}, target)
+    evaluation.write_report(target, {"a": 1})
     assert json.loads(target.read_text()) == {"a": 1}
     with pytest.raises(ValueError):
-        evaluation.write_json({"a": float("nan")}, target)
+        evaluation.write_report(target, {"a": float("nan")})
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
 

@@ -32,6 +32,7 @@ from PIL import Image
 
 from keras_defusion.errors import UsageError
 from keras_defusion.inference.contract import check_inference_size
+from keras_defusion.io import files
 from keras_defusion.io import images as image_io
 from keras_defusion.io import visualize
 
@@ -126,16 +127,15 @@ def collect_photos(paths, recursive=False, exclude_dir=None):
 
     def add_folder(folder):
         nonlocal ignored
-        entries = sorted(folder.rglob("*") if recursive else folder.iterdir())
-        found = False
-        for entry in entries:
-            if not entry.is_file():
-                continue
-            if image_io.is_image_file(entry):
-                add(entry)
-                found = True
-            else:
-                ignored += 1
+        photos_here = image_io.list_images(folder, recursive)
+        for entry in photos_here:
+            add(entry)
+        found = bool(photos_here)
+        entries = folder.rglob("*") if recursive else folder.iterdir()
+        ignored += sum(
+            1 for entry in entries
+            if entry.is_file() and not image_io.is_hidden(entry) and not image_io.is_image_file(entry)
+        )
         if not found:
             hint = "" if recursive else " (--recursive searches subfolders)"
             failures.append((str(folder), f"{folder}: no photos in folder{hint}"))
@@ -206,7 +206,7 @@ def save_image(path, array):
     file_format = PICTURE_FORMATS[path.suffix.lstrip(".").lower()]
     # Fast PNG compression: level 6 takes 4x as long on a 12-MP map for ~15% less.
     options = {"quality": JPEG_QUALITY} if file_format == "JPEG" else {"compress_level": 1}
-    image_io.atomic_write(path, lambda tmp: image.save(tmp, format=file_format, **options))
+    files.atomic_write(path, lambda tmp: image.save(tmp, format=file_format, **options))
 
 
 def write_outputs(paths, rgb, blur_map, threshold=None, overwrite=False):

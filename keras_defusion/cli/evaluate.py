@@ -12,7 +12,7 @@ from keras_defusion.evaluation import metrics
 from keras_defusion.evaluation.report import build_report
 from keras_defusion.evaluation.report import format_table
 from keras_defusion.evaluation.report import plot_curves
-from keras_defusion.evaluation.report import write_json
+from keras_defusion.evaluation.report import write_report
 from keras_defusion.evaluation.scoring import evaluate_detector
 from keras_defusion.evaluation.scoring import evaluate_folders
 from keras_defusion.evaluation.scoring import images_dir_beside
@@ -151,7 +151,7 @@ def run(args):
             progress=_print_progress,
         )
         extra = {"sources": "model", "model": str(args.model), "images_dir": str(images_dir)}
-    write_json(build_report(results, args.gt, extra), args.json)
+    write_report(args.json, build_report(results, args.gt, extra))
     print(format_table(results))
     print(f"wrote {args.json}")
     if args.plots:

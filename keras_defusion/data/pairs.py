@@ -157,13 +157,8 @@ def _dut_folders(data_dir, subfolders):
 
 def _files_by_stem(folder, duplicates):
     by_stem = {}
-    for name in sorted(os.listdir(folder)):
-        path = os.path.join(folder, name)
-        if name.startswith(".") or not image_io.is_image_file(name):
-            continue
-        if os.path.isdir(path):
-            continue
-        stem = os.path.splitext(name)[0]
+    for entry in image_io.list_images(folder):
+        path, stem = os.fspath(entry), entry.stem
         if stem in by_stem:
             duplicates.append(f"{by_stem[stem]} and {path}")
             continue

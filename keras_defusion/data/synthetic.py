@@ -26,6 +26,7 @@ from scipy import signal
 from skimage import data as skimage_data
 
 from keras_defusion import data
+from keras_defusion.io import files
 from keras_defusion.io import images as image_io
 
 # Sharp, textured scikit-image samples that need no download (`clock` is
@@ -326,7 +327,7 @@ def write_synthetic_folder(
         stem = f"synth_{index:04d}" if layout == "cuhk" else str(index)
         image_path = os.path.join(images_dir, stem + ".jpg")
         photo = Image.fromarray(image)
-        image_io.atomic_write(
+        files.atomic_write(
             image_path, lambda tmp: photo.save(tmp, format="JPEG", quality=95)
         )
         if layout == "cuhk":
@@ -335,7 +336,7 @@ def write_synthetic_folder(
         else:
             mask_path = os.path.join(masks_dir, stem + ".bmp")
             sharp_white = Image.fromarray(((1.0 - mask) * 255).astype(np.uint8))
-            image_io.atomic_write(
+            files.atomic_write(
                 mask_path, lambda tmp: sharp_white.save(tmp, format="BMP")
             )
         pairs.append(data.Pair(image_path, mask_path, stem))

@@ -6,7 +6,7 @@ from keras_defusion.evaluation.report import PR_PLOT_NAME
 from keras_defusion.evaluation.report import build_report
 from keras_defusion.evaluation.report import format_table
 from keras_defusion.evaluation.report import plot_curves
-from keras_defusion.evaluation.report import write_json
+from keras_defusion.evaluation.report import write_report
 from keras_defusion.evaluation.scoring import evaluate_detector
 from keras_defusion.evaluation.scoring import evaluate_folder
 from keras_defusion.evaluation.scoring import evaluate_folders

@@ -5,7 +5,7 @@ import pathlib
 import numpy as np
 
 from keras_defusion.evaluation.scoring import resolve_gt_dir
-from keras_defusion.io import images as image_io
+from keras_defusion.io import files
 
 PR_PLOT_NAME = "pr_curves.png"
 F_PLOT_NAME = "f_measure_curves.png"
@@ -31,9 +31,9 @@ def build_report(results, gt_dir, extra=None):
     return report
 
 
-def write_json(document, path):
-    """Writes `document` as indented JSON, atomically."""
-    image_io.write_json(path, document, indent=1, allow_nan=False)
+def write_report(path, report):
+    """Writes a report (`build_report`) as JSON, atomically; NaN is refused."""
+    files.write_json(path, report, indent=1, allow_nan=False)
 
 
 def plot_curves(results, plots_dir, title=None):
@@ -81,7 +81,7 @@ def plot_curves(results, plots_dir, title=None):
         axes.legend(fontsize=6 if small_legend else 8, loc="lower left",
                     ncol=2 if small_legend else 1)
         figure.tight_layout()
-        image_io.atomic_write(path, lambda tmp, fig=figure: fig.savefig(tmp, format="png"))
+        files.atomic_write(path, lambda tmp, fig=figure: fig.savefig(tmp, format="png"))
     return pr_path, f_path
 
 

@@ -7,7 +7,7 @@ ground truth by file stem), and a detector run on a folder of photos.
 Library use:
     results = evaluate_folders({"lbp": "maps/lbp"}, "CUHK/test")
     report = build_report(results, "CUHK/test")
-    write_json(report, "scores.json")      # keras_defusion.evaluation.report
+    write_report("scores.json", report)    # keras_defusion.evaluation.report
     plot_curves(results, "plots")
 
 The command line is `keras-defusion evaluate` (`keras_defusion.cli.evaluate`).
@@ -56,9 +56,8 @@ def index_by_stem(folder):
     if not folder.is_dir():
         raise EvaluationError(f"{folder}: folder not found")
     index = {}
-    for entry in sorted(folder.iterdir()):
-        if entry.is_file() and image_io.is_image_file(entry):
-            index.setdefault(entry.stem, []).append(entry)
+    for entry in image_io.list_images(folder):
+        index.setdefault(entry.stem, []).append(entry)
     return index
 
 

@@ -10,7 +10,6 @@ Layout (TF Serving's): `<base>/<name>/<version>/` with `saved_model.pb`,
   with 0), `height` and `width` int32 [N].
 """
 
-import json
 import logging
 import os
 import shutil
@@ -25,6 +24,7 @@ from keras_defusion.inference.contract import CONFIG_ASSET
 from keras_defusion.inference.contract import IMAGES_INPUT
 from keras_defusion.inference.contract import SERVING_SIGNATURE
 from keras_defusion.inference.contract import model_inference_size
+from keras_defusion.io.files import write_json
 from keras_defusion.inference.contract import resize_maps
 from keras_defusion.inference.contract import resize_photos
 
@@ -228,8 +228,7 @@ def export_saved_model(model, base_dir, name=MODEL_NAME, version=1, overwrite=Fa
                 },
             },
         )
-        with open(config_path, "w") as f:
-            json.dump(metadata, f, indent=2)
+        write_json(config_path, metadata)
         root = _serving_root(model, config_path=config_path)
         signatures = {
             SERVING_SIGNATURE: root.serve.get_concrete_function(),

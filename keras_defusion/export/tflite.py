@@ -10,7 +10,6 @@ Android/iOS Task library `ImageSegmenter` reads.
 import contextlib
 import enum
 import hashlib
-import json
 import logging
 import os
 import tempfile
@@ -36,8 +35,9 @@ from keras_defusion.inference.contract import preprocess_photo
 from keras_defusion.inference.runners import _tensor_quantization
 from keras_defusion.inference.runners import load_tflite
 from keras_defusion.inference.runners import tflite_io_details
-from keras_defusion.io.images import atomic_write
-from keras_defusion.io.images import is_image_file
+from keras_defusion.io.files import atomic_write
+from keras_defusion.io.files import write_json
+from keras_defusion.io.images import list_images
 from keras_defusion.io.images import load_rgb
 
 logger = logging.getLogger(__name__)
@@ -104,11 +104,7 @@ def calibration_photos(source, size, limit=DEFAULT_NUM_CALIBRATION):
         folder = os.fspath(source)
         if not os.path.isdir(folder):
             raise ExportError(f"calibration folder {folder} does not exist")
-        items = [
-            os.path.join(folder, name)
-            for name in sorted(os.listdir(folder))
-            if is_image_file(name)
-        ]
+        items = [os.fspath(path) for path in list_images(folder)]
         if not items:
             raise ExportError(f"calibration folder {folder} holds no image file")
         if limit is not None and len(items) > limit:
@@ -311,12 +307,6 @@ def export_tflite(
         float_compute_ops=dict(tflite_float_ops(model_bytes)) if mode is TFLiteMode.INT8 else None,
         tflite_metadata={"embedded": embedded, "note": metadata_note},
     )
-    sidecar_text = json.dumps(sidecar, indent=2) + "\n"
-
-    def write_sidecar(tmp):
-        with open(tmp, "w") as f:
-            f.write(sidecar_text)
-
-    atomic_write(tflite_sidecar_path(out_path), write_sidecar)
+    write_json(tflite_sidecar_path(out_path), sidecar)
     logger.info("TFLite (%s) written to %s (%d bytes)", mode.value, out_path, len(model_bytes))
     return out_path

@@ -1,12 +1,11 @@
-"""Reading photos and masks, and writing PNG files atomically.
+"""Reading photos and masks, listing them, and writing PNG maps.
 
 Every loader here raises `ImageReadError` with the file's path in the message,
 so callers can report a bad file and carry on with the rest.
 """
 
-import json
 import os
-import tempfile
+import pathlib
 import warnings
 
 import numpy as np
@@ -14,6 +13,7 @@ from PIL import Image
 from PIL import ImageOps
 
 from keras_defusion.errors import ImageReadError
+from keras_defusion.io.files import atomic_write
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Pillow's own default is ~89 MP (a warning) and 2x that (an error); we turn the
@@ -26,6 +26,30 @@ POLARITIES = ("blur-white", "sharp-white")
 def is_image_file(path):
     """Whether `path` has an image extension (any case)."""
     return os.path.splitext(str(path))[1].lower() in IMAGE_EXTENSIONS
+
+
+def is_hidden(path):
+    """Whether a file or folder name starts with "." (macOS `._x.jpg`, `.DS_Store`)."""
+    return pathlib.PurePath(path).name.startswith(".")
+
+
+def list_images(folder, recursive=False):
+    """The image files of `folder`, sorted, hidden names (".x") left out.
+
+    Args:
+        folder: a folder.
+        recursive: also search its subfolders (not hidden ones).
+
+    Returns:
+        A sorted list of `pathlib.Path`.
+    """
+    folder = pathlib.Path(folder)
+    entries = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        entry for entry in entries
+        if entry.is_file() and is_image_file(entry)
+        and not any(is_hidden(part) for part in entry.relative_to(folder).parts)
+    )
 
 
 def _open(path):
@@ -129,52 +153,6 @@ def check_polarity(polarity):
         raise ValueError(
             f"polarity must be one of {POLARITIES}, got {polarity!r}"
         )
-
-
-def atomic_write(path, write_fn):
-    """Calls `write_fn(tmp_path)` and renames the result onto `path`.
-
-    A crash or error leaves no half-written `path` behind.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        # mkstemp makes 0600 files; give the result the usual umask mode.
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def write_json(path, payload, **dump_options):
-    """Writes `payload` as JSON (indent 2 unless given, trailing newline), atomically.
-
-    Args:
-        path: the file to write.
-        payload: a JSON-serialisable object.
-        **dump_options: passed to `json.dump` (e.g. `default=float`).
-    """
-    dump_options.setdefault("indent", 2)
-
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(payload, f, **dump_options)
-            f.write("\n")
-
-    atomic_write(path, write)
-
-
-def _current_umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def save_png(path, array):

@@ -37,7 +37,7 @@ from keras_defusion.training.datasets import with_synthetic_prefix
 from keras_defusion.training.losses import deep_supervision_losses
 from keras_defusion.training.run_folder import finish_run
 from keras_defusion.training.run_folder import save_model
-from keras_defusion.training.run_folder import write_json
+from keras_defusion.training.run_folder import write_record
 from keras_defusion.training.schedules import build_optimizer
 
 
@@ -156,7 +156,7 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
         return float(tf.reduce_mean(tf.concat(errors, 0))) if errors else None
 
     if chief:
-        write_json(
+        write_record(
             os.path.join(out_dir, "config.json"),
             {"training": config.to_dict(), "model": model.get_config(),
              "data": {"train": os.fspath(data_dir), "val": val_dir and os.fspath(val_dir)},
@@ -185,7 +185,7 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
                 best = row["val_fused_mae"]
                 save_model(model, os.path.join(checkpoint_dir, "best.keras"))
         manager.save(checkpoint_number=steps_done)  # every worker saves
-        write_json(state_path, {
+        write_record(state_path, {
             "steps_done": steps_done,
             "best_val_fused_mae": None if math.isinf(best) else best,
         })

@@ -19,8 +19,8 @@ import sys
 
 import keras
 
-from keras_defusion.io import images as image_io
-from keras_defusion.io.images import atomic_write
+from keras_defusion.io import files
+from keras_defusion.io.files import atomic_write
 from keras_defusion.models.defusionnet.model import DeFusionNet
 from keras_defusion.training.config import TrainingConfig
 
@@ -39,9 +39,9 @@ class TrainResult:
     history: dict
 
 
-def write_json(path, payload):
+def write_record(path, payload):
     """Writes run bookkeeping (config, state, history) as sorted JSON, atomically."""
-    image_io.write_json(path, payload, sort_keys=True, default=float)
+    files.write_json(path, payload, sort_keys=True, default=float)
 
 
 def save_model(model, path):
@@ -68,7 +68,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         if current is not None and current < self.best:
             self.best = float(current)
             save_model(self.model, os.path.join(self.checkpoint_dir, "best.keras"))
-        write_json(
+        write_record(
             os.path.join(self.checkpoint_dir, "state.json"),
             {
                 "epochs_done": epoch + 1,
@@ -174,7 +174,7 @@ def finish_run(model, out_dir, config, steps_done, seconds, has_best):
     final_path = os.path.join(out_dir, "final.keras")
     save_model(float32_copy(model), final_path)
     history = _history_from_csv(os.path.join(out_dir, "log.csv"))
-    write_json(
+    write_record(
         os.path.join(out_dir, "history.json"),
         {"steps_per_epoch": config.steps_per_epoch, "steps_done": steps_done,
          "seconds_this_session": seconds, "epochs": history},

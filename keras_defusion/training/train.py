@@ -26,7 +26,7 @@ from keras_defusion.training.run_folder import LearningRateLogger
 from keras_defusion.training.run_folder import RunCheckpoint
 from keras_defusion.training.run_folder import finish_run
 from keras_defusion.training.run_folder import prepare_run
-from keras_defusion.training.run_folder import write_json
+from keras_defusion.training.run_folder import write_record
 from keras_defusion.training.schedules import build_schedule
 
 
@@ -95,7 +95,7 @@ def _fit(config, data_dir, out_dir, val_dir, strategy, state, verbose):
         else:
             val_ds = val_ds.map(to_targets(output_names))
 
-    write_json(
+    write_record(
         os.path.join(out_dir, "config.json"),
         {
             "training": config.to_dict(),

@@ -63,7 +63,7 @@ def run_on_folder(method, images_dir, out_dir, overwrite=True, log=None):
     out_dir = pathlib.Path(out_dir)
     if not images_dir.is_dir():
         raise FileNotFoundError(f"{images_dir}: folder not found")
-    photos = sorted(p for p in images_dir.iterdir() if p.is_file() and image_io.is_image_file(p))
+    photos = image_io.list_images(images_dir)
     written, failed, seconds, cpu_seconds = [], [], [], []
     for photo in photos:
         target = out_dir / f"{photo.stem}.png"
