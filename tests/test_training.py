@@ -224,6 +224,7 @@ def _run_python(code, env=None, timeout=300):
     )
 
 
+@pytest.mark.slow  # a second process: minutes on 2 cores; CI runs -m slow
 def test_mirrored_strategy_over_two_logical_cpus(synthetic_dir, tmp_path):
     code = f"""
         import tensorflow as tf
@@ -273,6 +274,7 @@ def _free_ports(count):
     return ports
 
 
+@pytest.mark.slow  # a second process: minutes on 2 cores; CI runs -m slow
 def test_two_local_workers_train_together(synthetic_dir, tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
