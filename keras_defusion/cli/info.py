@@ -17,6 +17,7 @@ def add_arguments(parser):
 
 
 def run(args):
+    from keras_defusion.inference.contract import model_inference_size
     from keras_defusion.models.defusionnet.model import DeFusionNet
 
     weights = None if args.weights.lower() == "none" else args.weights
@@ -24,5 +25,6 @@ def run(args):
     model = DeFusionNet(args.preset, backbone_weights=weights, **overrides)
     model.summary(line_length=110)
     print(f"config: {model.defusion_config}")
+    print(f"inference size: {model_inference_size(model)}")
     print(f"outputs ({len(model.output_names)}): {', '.join(model.output_names)}")
     return 0

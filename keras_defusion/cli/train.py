@@ -38,7 +38,7 @@ def add_arguments(parser):
     parser.add_argument("--val", help="validation folder; 'best' = lowest fused MAE on it")
     parser.add_argument("--steps", type=int, help="optimizer steps in all")
     parser.add_argument("--batch-size", type=int, help="global batch (per replica x replicas)")
-    parser.add_argument("--crop-size", type=int, dest="image_size",
+    parser.add_argument("--crop-size", type=int, dest="image_size", metavar="N",
                         help="side of the square training crops (TrainingConfig.image_size)")
     parser.add_argument("--image-size", type=int, dest="image_size", help=argparse.SUPPRESS)
     parser.add_argument("--weights", help="encoder's initial weights: imagenet, none or PATH")

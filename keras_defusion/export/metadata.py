@@ -30,7 +30,7 @@ def _import_metadata_writer():
         from tensorflow_lite_support.metadata import metadata_schema_py_generated as metadata_fb
         from tensorflow_lite_support.metadata.python.metadata_writers import image_segmenter
         from tensorflow_lite_support.metadata.python.metadata_writers import metadata_info
-    except Exception as error:  # ImportError, or OSError for libusb
+    except (ImportError, OSError) as error:  # OSError: libusb missing
         return None, f"{type(error).__name__}: {error}"
     return (image_segmenter, metadata_info, metadata_fb), None
 
@@ -98,7 +98,7 @@ def read_tflite_metadata_json(path):
     """The embedded TFLite metadata as JSON text, or None when absent/unreadable."""
     try:
         from tensorflow_lite_support.metadata.python import metadata as metadata_lib
-    except Exception:
+    except (ImportError, OSError):  # OSError: libusb missing
         return None
     try:
         return metadata_lib.MetadataDisplayer.with_model_file(os.fspath(path)).get_metadata_json()

@@ -5,15 +5,10 @@ and a blur map as float [H, W] in [0, 1] (1 = blurred) of the same size, and
 return uint8 arrays ready for `PIL.Image.fromarray` or `image_io.save_png`.
 """
 
+import matplotlib
 import numpy as np
 from PIL import Image
 
-# Anchor colours of matplotlib's "inferno" at 0, 1/4, 1/2, 3/4 and 1,
-# interpolated linearly: dark = sharp, bright yellow = blurred.
-_INFERNO_ANCHORS = np.array(
-    [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]],
-    dtype=np.float32,
-)
 COLORMAPS = ("inferno", "gray")
 BLUR_TINT = (255, 0, 0)
 
@@ -57,12 +52,8 @@ def colorize(blur_map, cmap="inferno"):
         return np.repeat(grey[..., None], 3, axis=-1)
     if cmap != "inferno":
         raise ValueError(f"cmap must be one of {COLORMAPS}, got {cmap!r}")
-    position = blur_map * (len(_INFERNO_ANCHORS) - 1)
-    low = np.minimum(position.astype(np.int32), len(_INFERNO_ANCHORS) - 2)
-    fraction = (position - low)[..., None]
-    colours = (
-        _INFERNO_ANCHORS[low] * (1.0 - fraction) + _INFERNO_ANCHORS[low + 1] * fraction
-    )
+    # matplotlib's 256-colour table: dark = sharp, bright yellow = blurred.
+    colours = matplotlib.colormaps["inferno"](blur_map)[..., :3] * 255.0
     return np.clip(colours + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -1,37 +1,34 @@
 """Choosing a `tf.distribute` strategy for a training run."""
 
-import json
-import os
-
 import tensorflow as tf
 
 
 def _tf_config():
-    """`(cluster, task)` from the `TF_CONFIG` variable ({} each without it)."""
-    config = json.loads(os.environ.get("TF_CONFIG", "{}"))
-    return config.get("cluster", {}), config.get("task", {})
+    """`(cluster dict, task type, task index)` of `TF_CONFIG`, as TF reads it."""
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    return resolver.cluster_spec().as_dict(), resolver.task_type, resolver.task_id
 
 
 def cluster_workers():
     """The number of workers `TF_CONFIG` names (1 without it)."""
-    cluster, _ = _tf_config()
+    cluster, _, _ = _tf_config()
     return len(cluster.get("worker", [])) + len(cluster.get("chief", [])) or 1
 
 
 def task_index():
     """This process's task index in `TF_CONFIG` (0 without it)."""
-    _, task = _tf_config()
-    return int(task.get("index", 0))
+    _, _, index = _tf_config()
+    return int(index or 0)
 
 
 def is_chief():
     """Whether this process writes the run's files (the chief or worker 0)."""
-    cluster, task = _tf_config()
-    if not task:
+    cluster, task_type, index = _tf_config()
+    if task_type is None:
         return True
     if "chief" in cluster:
-        return task.get("type") == "chief"
-    return task.get("type") == "worker" and task_index() == 0
+        return task_type == "chief"
+    return task_type == "worker" and int(index or 0) == 0
 
 
 def select_strategy(kind="auto"):
