@@ -1,1 +1,1 @@
-"""DeFusionNet (Tang et al., CVPR 2019): config, encoder, layers and model."""
+"""DeFusionNet (Tang et al., CVPR 2019): config, presets, encoder, layers, head, model."""

@@ -1,4 +1,4 @@
-"""Typed configuration of the DeFusionNet model, with named presets.
+"""Typed configuration of the DeFusionNet model (its named presets: `presets.py`).
 
 The paper (section 3) fixes the topology: a VGG16 encoder tapped at six
 layers, m = 3 shallow and 3 deep, side layers of two extra convolutions,
