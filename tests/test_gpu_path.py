@@ -36,7 +36,7 @@ def _start_training(argv, logical_cpus=1, tf_config=None):
             cpu = tf.config.list_physical_devices("CPU")[0]
             tf.config.set_logical_device_configuration(
                 cpu, [tf.config.LogicalDeviceConfiguration()] * {logical_cpus})
-        from keras_defusion.training import train
+        from training import train
         sys.exit(train.main({argv!r}))
     """
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
