@@ -8,10 +8,8 @@
 import concurrent.futures
 import dataclasses
 import os
-import warnings
 
 import numpy as np
-from PIL import Image
 
 from keras_defusion.errors import DataError
 from keras_defusion.io import images as image_io
@@ -285,27 +283,12 @@ def _check_headers(pair):
 
 def _header_hw(path, apply_exif):
     """(height, width) from the file header, EXIF orientation optionally applied."""
-    if not os.path.isfile(path):
-        raise image_io.ImageReadError(f"{path}: no such file")
-    if os.path.getsize(path) == 0:
-        raise image_io.ImageReadError(f"{path}: empty file (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
-                if width * height > image_io.MAX_IMAGE_PIXELS:
-                    raise image_io.ImageReadError(
-                        f"{path}: {width}x{height} pixels is over the limit of "
-                        f"{image_io.MAX_IMAGE_PIXELS}"
-                    )
-                orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-    except image_io.ImageReadError:
-        raise
-    except Exception as e:  # Pillow raises many types on corrupt headers.
-        raise image_io.ImageReadError(
-            f"{path}: not a readable image ({e})"
-        ) from None
+    with image_io.open_image(path, load=False) as image:
+        width, height = image.size
+        try:
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+        except Exception as e:  # Pillow raises many types on corrupt headers.
+            raise image_io.ImageReadError(f"{path}: not a readable image ({e})") from None
     if width == 0 or height == 0:
         raise image_io.ImageReadError(f"{path}: image has no pixels")
     if apply_exif and orientation in _EXIF_SWAPS_AXES:

@@ -52,7 +52,22 @@ def list_images(folder, recursive=False):
     )
 
 
-def _open(path):
+def open_image(path, load=True):
+    """Opens an image file, refusing missing, empty and oversized ones.
+
+    The one decompression-bomb guard: a file over `MAX_IMAGE_PIXELS` is
+    refused from its header, before any pixel is decoded.
+
+    Args:
+        path: the file.
+        load: decode the pixels now (False reads the header only).
+
+    Returns:
+        A `PIL.Image.Image`.
+
+    Raises:
+        ImageReadError: the file cannot be used (the message names it).
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ImageReadError(f"{path}: no such file")
@@ -69,13 +84,12 @@ def _open(path):
                     f"{path}: {image.width}x{image.height} pixels is over the "
                     f"limit of {MAX_IMAGE_PIXELS} (possible decompression bomb)"
                 )
-            image.load()
+            if load:
+                image.load()
     except ImageReadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageReadError(f"{path}: refused as a decompression bomb ({e})")
-    except OSError as e:
-        raise ImageReadError(f"{path}: not a readable image ({e})") from None
     except Exception as e:  # Pillow raises a zoo of types on corrupt data.
         raise ImageReadError(f"{path}: not a readable image ({e})") from None
     return image
@@ -106,7 +120,7 @@ def to_rgb_array(image):
 
 def load_rgb(path):
     """Reads a photo as RGB uint8 [H, W, 3], EXIF orientation applied."""
-    image = _open(path)
+    image = open_image(path)
     try:
         return to_rgb_array(image)
     except Exception as e:
@@ -119,7 +133,7 @@ def load_gray_float(path):
     8-bit files are divided by 255, 16-bit ones by 65535. Colour files (RGB,
     RGBA, palette) are read through their luminance; 1-bit files give 0 or 1.
     """
-    image = _open(path)
+    image = open_image(path)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float32) / 65535.0
     elif image.mode == "F":
