@@ -52,7 +52,7 @@ def variants():
 def _split_folders(data_dir, runs_dir):
     """Fixed train / validation folders of symlinks (seed 0, 10%), shared by all
     variants so that their validation scores are comparable."""
-    from keras_defusion import data as data_lib
+    from keras_defusion.data import pairs as data_lib
 
     train = runs_dir / "split" / "train"
     val = runs_dir / "split" / "val"
@@ -105,8 +105,8 @@ def _scores(entry):
 
 def score(model_file, split_dir, outputs=None):
     """Scores of a model on a folder of images/ + gt/ (every output with "all")."""
-    from keras_defusion import evaluation
-    from keras_defusion.detector import load_detector
+    from keras_defusion.evaluation import scoring as evaluation
+    from keras_defusion.inference.detector import load_detector
 
     detector = load_detector(str(model_file))
     results = evaluation.evaluate_detector(
@@ -176,9 +176,9 @@ def main(argv=None):
             report["t3_outputs_test"] = score(model_file, data_dir / "test", outputs="all")
         print(name, json.dumps(report["runs"][name]["test"]), flush=True)
     report["noise"] = noise(report["runs"])
-    from keras_defusion import image_io
+    from keras_defusion.io.files import write_json
 
-    image_io.write_json(args.out, report)
+    write_json(args.out, report)
     print(f"wrote {args.out}")
     return 0
 

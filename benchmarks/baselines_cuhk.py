@@ -2,7 +2,7 @@
 
 Runs each baseline over `<data>/images`, writes its maps as 8-bit PNGs (the
 same files any other method's released results would be), scores them with
-`keras_defusion.evaluation` and writes one JSON with max-F, F at 0.5,
+`keras_defusion.evaluation.scoring` and writes one JSON with max-F, F at 0.5,
 adaptive F, MAE, IoU at 0.5, the curves and the runtime per image.
 
 Usage, from the repository root:
@@ -25,10 +25,10 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks import add_out_arguments
 from benchmarks import parse_args_keeping_results
-from keras_defusion import baselines  # noqa: E402
 from keras_defusion import evaluation  # noqa: E402
-from keras_defusion import image_io  # noqa: E402
-from keras_defusion import metrics  # noqa: E402
+from keras_defusion.evaluation import baselines  # noqa: E402
+from keras_defusion.evaluation import metrics  # noqa: E402
+from keras_defusion.io import images as image_io  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "CUHK" / "test"
 # DeFusionNet (CVPR 2019) Table 1, Shi et al.'s dataset; protocol not stated there.
@@ -86,7 +86,7 @@ def main(argv=None):
     summary = {}
     for method, entry in results.items():
         entry.pop("per_image")
-        entry["source"] = f"keras_defusion.baselines.{method}, 8-bit PNG maps"
+        entry["source"] = f"keras_defusion.evaluation.baselines.{method}, 8-bit PNG maps"
         entry.update(runtimes[method])
         summary[method] = {key: entry[key] for key in HEADLINE}
         summary[method].update(runtimes[method])
@@ -102,7 +102,7 @@ def main(argv=None):
         "paper_table1_shi_dataset": PAPER_TABLE1,
     })
     document["ground_truth"] = os.path.relpath(evaluation.resolve_gt_dir(data), REPO_ROOT)
-    evaluation.write_json(document, args.out)
+    evaluation.write_report(args.out, document)
     print(evaluation.format_table(results))
     for method, timing in runtimes.items():
         print(f"{method}: {timing['seconds_per_image']:.3f} s per image (wall), "

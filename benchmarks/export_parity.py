@@ -53,7 +53,7 @@ def build_parser():
 
 def test_pairs(images_dir, gt_dir, limit):
     """(photo path, mask path) pairs matched by file stem, sorted."""
-    from keras_defusion.image_io import is_image_file
+    from keras_defusion.io.images import is_image_file
 
     masks = {
         os.path.splitext(name)[0]: os.path.join(gt_dir, name)
@@ -80,7 +80,7 @@ def main(argv=None):
     args = parse_args_keeping_results(build_parser(), argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras_defusion
-    from keras_defusion import export_lib
+    from keras_defusion import export as export_lib
 
     if args.model:
         model = export_lib.load_model_file(args.model)
@@ -98,7 +98,9 @@ def main(argv=None):
             "kernels": "he_normal, one independent draw per Conv2D (the mobile preset's init)",
             "note": "untrained: parity, sizes and latency are meaningful; max-F and MAE are not",
         }
-    size = args.size or model.defusion_config.inference_size
+    from keras_defusion.inference.contract import model_inference_size
+
+    size = args.size or model_inference_size(model)
     gt_dir = args.gt or os.path.join(os.path.dirname(os.path.abspath(args.images)), "gt")
     pairs = test_pairs(args.images, gt_dir, args.max_images)
     print(f"{len(pairs)} test photos at {size}x{size}")
@@ -114,11 +116,11 @@ def measure(args, model, source, size, pairs, gt_dir, folder):
     import tensorflow as tf
 
     import keras_defusion
-    from keras_defusion import export_lib
-    from keras_defusion.image_io import write_json
-    from keras_defusion.metrics import ScoreAccumulator
-    from keras_defusion.image_io import load_mask
-    from keras_defusion.image_io import load_rgb
+    from keras_defusion import export as export_lib
+    from keras_defusion.io.files import write_json
+    from keras_defusion.evaluation.metrics import ScoreAccumulator
+    from keras_defusion.io.images import load_mask
+    from keras_defusion.io.images import load_rgb
 
     files, conversion_seconds = {}, {}
     for mode in export_lib.TFLITE_MODES:
@@ -207,7 +209,7 @@ def measure(args, model, source, size, pairs, gt_dir, folder):
             "preprocessing": "photo resized to SxS (bilinear, antialiased); map scored "
             "after bilinear resize to the mask's size",
         },
-        "metrics": "keras_defusion.metrics.ScoreAccumulator",
+        "metrics": "keras_defusion.evaluation.metrics.ScoreAccumulator",
         "float32_vs_keras_max_abs": modes["float32"]["vs_keras_max_abs"],
         "float32_within_1e-4": modes["float32"]["vs_keras_max_abs"] <= 1e-4,
         "int8_size_ratio": int8_ratio,

@@ -36,10 +36,11 @@ import numpy as np
 from benchmarks import add_out_arguments
 from benchmarks import parse_args_keeping_results
 from keras_defusion import evaluation
-from keras_defusion import export_lib
-from keras_defusion import image_io
-from keras_defusion import pretrained
-from keras_defusion import runtimes
+from keras_defusion import export as export_lib
+from keras_defusion.export import litert as runtimes
+from keras_defusion.io import files
+from keras_defusion.io import images as image_io
+from keras_defusion.models import pretrained
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "CUHK" / "test"
@@ -66,7 +67,7 @@ def selfie_segmenter(path=None):
             wheel = glob.glob(os.path.join(folder, "*.whl"))[0]
             with zipfile.ZipFile(wheel) as archive:
                 data = archive.read(SELFIE_IN_WHEEL)
-        image_io.atomic_write(cached, lambda tmp: pathlib.Path(tmp).write_bytes(data))
+        files.atomic_write(cached, lambda tmp: pathlib.Path(tmp).write_bytes(data))
     return cached
 
 
@@ -205,7 +206,7 @@ def main(argv=None):
                   f"{entry['cpu_ratio_to_selfie_1_thread']:.1f}x selfie), "
                   f"GPU {entry['gpu_accelerator']}, MediaPipe max-F "
                   f"{entry['mediapipe']['max_f']:.3f} MAE {entry['mediapipe']['mae']:.3f}")
-    image_io.write_json(args.out, report)
+    files.write_json(args.out, report)
     print(f"wrote {args.out}")
     return 0
 

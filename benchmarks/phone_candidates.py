@@ -21,9 +21,9 @@ from benchmarks import add_out_arguments
 from benchmarks import parse_args_keeping_results
 from benchmarks.mobile import cpu_latencies
 from benchmarks.mobile import selfie_segmenter
-from keras_defusion import export_lib
-from keras_defusion import image_io
-from keras_defusion.model import DeFusionNet
+from keras_defusion import export as export_lib
+from keras_defusion.io.files import write_json
+from keras_defusion.models.defusionnet.model import DeFusionNet
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_PHOTOS = REPO_ROOT.parent / "shared" / "data" / "CUHK" / "train" / "images"
@@ -81,7 +81,7 @@ def main(argv=None):
         entry["ratio_to_selfie"] = latency[name] / latency["selfie"]
         print(f"{name}: {latency[name] * 1e3:.2f} ms, "
               f"{entry['ratio_to_selfie']:.2f}x selfie")
-    image_io.write_json(args.out, report)
+    write_json(args.out, report)
     print(f"wrote {args.out}")
     return 0
 

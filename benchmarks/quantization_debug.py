@@ -21,13 +21,14 @@ import tensorflow as tf
 
 from benchmarks import add_out_arguments
 from benchmarks import parse_args_keeping_results
-from keras_defusion import export_lib
-from keras_defusion import image_io
+from keras_defusion import export as export_lib
+from keras_defusion.inference.contract import model_inference_size
+from keras_defusion.io import files
 
 
 def layer_errors(model, calibration_dir, size=None, num_calibration=50):
     """The debugger's per-layer rows, worst first."""
-    size = int(size or model.defusion_config.inference_size)
+    size = int(size or model_inference_size(model))
     calibration = export_lib.calibration_photos(calibration_dir, size, num_calibration)
     with export_lib.tflite_converter(model, "int8", size, calibration) as converter:
         debugger = tf.lite.experimental.QuantizationDebugger(
@@ -63,7 +64,7 @@ def main(argv=None):
     model = export_lib.load_model_file(args.model)
     result = {"model": args.model, **layer_errors(model, args.calibration, args.image_size,
                                                   args.num_calibration)}
-    image_io.write_json(args.out, result)
+    files.write_json(args.out, result)
     for row in result["layers"][:5]:
         print(f"{row.get('op_name', '?'):20s} {row.get('tensor_name', '?')[:70]:70s} "
               f"rmse/scale {row.get('rmse_over_scale', float('nan')):.3f}")

@@ -3,7 +3,7 @@
 Phone runtimes resize photos themselves: MediaPipe's ImageSegmenter, OpenCV's
 INTER_LINEAR and `tf.image.resize`'s default sample bilinearly without
 antialiasing, others use area or nearest. For each photo and each method of
-`keras_defusion.data.RESIZE_METHODS`, the model's map at its inference size
+`keras_defusion.data.pipeline.RESIZE_METHODS`, the model's map at its inference size
 is compared with the map of the antialiased resize `detect` uses (mean
 |difference|), and each method's MAE against the mask is reported. Writes
 JSON:
@@ -23,8 +23,10 @@ from benchmarks import add_out_arguments
 from benchmarks import parse_args_keeping_results
 from keras_defusion import data
 from keras_defusion import evaluation
-from keras_defusion import export_lib
-from keras_defusion import image_io
+from keras_defusion import export as export_lib
+from keras_defusion.inference.contract import model_inference_size
+from keras_defusion.io import files
+from keras_defusion.io import images as image_io
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "CUHK" / "test"
@@ -43,7 +45,7 @@ def method_maps(network, photo, size, methods=data.RESIZE_METHODS):
 
 def robustness(model, data_dir, limit=None, size=None):
     """Per-method mean |difference| to the antialiased map, and MAE."""
-    size = size or model.defusion_config.inference_size
+    size = size or model_inference_size(model)
     network = model.inference_model()
     masks = evaluation.gt_files(data_dir)
     photos = evaluation.pair_by_stem(masks, os.path.join(data_dir, "images"), what="photo")
@@ -76,7 +78,7 @@ def main(argv=None):
     args = parse_args_keeping_results(parser, argv)
     model = export_lib.load_model_file(args.model)
     result = {"model": args.model, "data": args.data, **robustness(model, args.data, args.limit)}
-    image_io.write_json(args.out, result)
+    files.write_json(args.out, result)
     for method in data.RESIZE_METHODS:
         scores = result[method]
         print(f"{method:12s} mean |diff| {scores['mean_abs_difference_to_antialiased']:.4f}  "

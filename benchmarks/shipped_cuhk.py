@@ -19,8 +19,8 @@ import numpy as np
 from benchmarks import add_out_arguments
 from benchmarks import parse_args_keeping_results
 from keras_defusion import evaluation
-from keras_defusion import pretrained
-from keras_defusion.detector import load_detector
+from keras_defusion.inference.detector import load_detector
+from keras_defusion.models import pretrained
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "CUHK" / "test"
@@ -78,7 +78,7 @@ def main(argv=None):
     })
     for entry in document["methods"].values():
         entry.pop("per_image", None)
-    evaluation.write_json(document, args.out)
+    evaluation.write_report(args.out, document)
     print(evaluation.format_table(results))
     print(f"wrote {args.out}" + (f" and plots in {args.plots}" if args.plots else ""))
 

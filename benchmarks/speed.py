@@ -81,8 +81,8 @@ def main(argv=None):
     import keras
 
     from keras_defusion import DeFusionNet
-    from keras_defusion.encoder import build_vgg16_encoder
-    from keras_defusion.image_io import write_json
+    from keras_defusion.models.defusionnet.encoder import build_vgg16_encoder
+    from keras_defusion.io.files import write_json
 
     images = np.random.default_rng(0).uniform(
         0, 255, (1, args.size, args.size, 3)).astype("float32")

@@ -36,12 +36,14 @@ import tensorflow as tf
 
 from benchmarks import add_out_arguments
 from benchmarks import parse_args_keeping_results
-from keras_defusion import synthetic
-from keras_defusion.image_io import write_json
-from training import distribution
-from training import train as train_lib
-from training.config import TRAINING_PRESETS
-from training.config import get_training_config
+from keras_defusion.cli import train as train_cli
+from keras_defusion.data import synthetic
+from keras_defusion.io.files import write_json
+from keras_defusion.training import build
+from keras_defusion.training import datasets
+from keras_defusion.training import distribution
+from keras_defusion.training.config import TRAINING_PRESETS
+from keras_defusion.training.config import get_training_config
 
 SYNTHETIC_PAIRS = 32
 SYNTHETIC_SIZE = (480, 640)  # height, width: about a CUHK photo
@@ -105,7 +107,7 @@ def measure_preset(preset, args, data_dir, strategy):
         overrides["image_size"] = args.image_size
     if args.model_set:
         model_overrides = dict(TRAINING_PRESETS[preset].model_overrides)
-        model_overrides.update(train_lib._parse_model_overrides(args.model_set))
+        model_overrides.update(train_cli._parse_model_overrides(args.model_set))
         overrides["model_overrides"] = model_overrides
     config = get_training_config(preset, **overrides)
 
@@ -113,13 +115,13 @@ def measure_preset(preset, args, data_dir, strategy):
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         start = time.perf_counter()
-        _, _, train_ds, _ = train_lib.build_datasets(config, data_dir)
+        _, _, train_ds, _ = datasets.build_datasets(config, data_dir)
         with strategy.scope():
-            model = train_lib.build_model(config)
-            train_lib.compile_model(model, config)
+            model = build.build_model(config)
+            build.compile_model(model, config)
         policy = model.dtype_policy.name
         jit_compile = bool(model.jit_compile)  # Keras' "auto": XLA on GPUs only
-        train_ds = train_ds.map(train_lib._targets(list(model.output_names)))
+        train_ds = train_ds.map(datasets.to_targets(list(model.output_names)))
         build_seconds = time.perf_counter() - start
 
         input_seconds = time_input(train_ds, args.warmup, args.steps)
@@ -247,7 +249,7 @@ def main(argv=None):
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "data": args.data or (f"synthetic: {SYNTHETIC_PAIRS} pairs of "
                               f"{SYNTHETIC_SIZE[1]}x{SYNTHETIC_SIZE[0]} "
-                              "(keras_defusion.synthetic.write_synthetic_folder)"),
+                              "(keras_defusion.data.synthetic.write_synthetic_folder)"),
         "distribution": args.distribution,
         "strategy": type(strategy).__name__,
         "mixed_precision": args.mixed_precision,

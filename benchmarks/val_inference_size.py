@@ -14,9 +14,10 @@ import os
 from benchmarks import add_out_arguments
 from benchmarks import parse_args_keeping_results
 from keras_defusion import data
-from keras_defusion import image_io
-from keras_defusion import metrics
-from keras_defusion.detector import load_detector
+from keras_defusion.evaluation import metrics
+from keras_defusion.inference.detector import load_detector
+from keras_defusion.io import files
+from keras_defusion.io import images as image_io
 
 SUMMARY_KEYS = ("images", "max_f", "max_f_threshold", "f_at_0.5", "mae", "iou_at_0.5")
 
@@ -58,7 +59,7 @@ def main(argv=None):
     pairs, polarity = validation_pairs(args.run)
     results = score_sizes(model_file, pairs, polarity, args.sizes)
     report = {"model": model_file, "validation_pairs": len(pairs), "by_size": results}
-    image_io.write_json(args.out, report)
+    files.write_json(args.out, report)
     print(f"wrote {args.out}")
 
 

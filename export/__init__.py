@@ -4,5 +4,6 @@
     python -m export.tflite --model model.keras --mode int8 --out model.tflite \\
         --calibration ../shared/data/CUHK/train/images
 
-The work is done by `keras_defusion.export_lib`.
+The same commands as `keras-defusion export saved_model|tflite`
+(`keras_defusion.cli.export`), over the library `keras_defusion.export`.
 """

@@ -1,19 +1,28 @@
-"""Small shared helpers."""
+"""Small shared helpers, importable before TensorFlow."""
 
-import random
+import contextlib
+import os
+import sys
+import tempfile
 
-import numpy as np
 
+@contextlib.contextmanager
+def native_stderr():
+    """Captures what native code writes to file descriptor 2 (`.text`)."""
 
-def set_seed(seed):
-    """Seeds Python, NumPy, TensorFlow and Keras for reproducible runs.
+    class Captured:
+        text = ""
 
-    Full determinism of TF kernels also needs
-    `tf.config.experimental.enable_op_determinism()`, which is slower; pass
-    `deterministic=True` to the training function for that.
-    """
-    import keras
-
-    random.seed(seed)
-    np.random.seed(seed)
-    keras.utils.set_random_seed(seed)
+    captured = Captured()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.text = sink.read().decode("utf-8", "replace")

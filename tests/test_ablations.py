@@ -3,7 +3,7 @@
 import pathlib
 
 from benchmarks import ablations
-from training import train
+from keras_defusion.cli import train
 
 
 def test_variants_cover_tables_3_and_4_and_three_seeds():

@@ -5,10 +5,10 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from keras_defusion import baselines
-from keras_defusion import metrics
-from keras_defusion.baselines import hifst
-from keras_defusion.baselines import lbp
+from keras_defusion.evaluation import baselines
+from keras_defusion.evaluation import metrics
+from keras_defusion.evaluation.baselines import hifst
+from keras_defusion.evaluation.baselines import lbp
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def test_blur_detector_backend_when_installed():
     pytest.importorskip("blur_detector", reason="optional: pip install -e .[hifst]")
     from skimage import data, filters
 
-    from keras_defusion.baselines import get_baseline
+    from keras_defusion.evaluation.baselines import get_baseline
 
     gray = data.camera().astype(float) / 255
     gray[:, :256] = filters.gaussian(gray[:, :256], 3)

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from keras_defusion import data
-from keras_defusion import synthetic
+from keras_defusion.data import synthetic
 
 
 def _photo(height, width, seed=0):

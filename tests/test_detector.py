@@ -1,4 +1,4 @@
-"""Tests of keras_defusion.detector and keras_defusion.pretrained."""
+"""Tests of keras_defusion.inference.detector and keras_defusion.models.pretrained."""
 
 import json
 import shutil
@@ -9,14 +9,14 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-import keras_defusion
 from keras_defusion import DeFusionNet
-from keras_defusion import export_lib
-from keras_defusion import image_io
-from keras_defusion import pretrained
-from keras_defusion.detector import ModelLoadError
-from keras_defusion.detector import find_saved_model_dir
-from keras_defusion.detector import load_detector
+from keras_defusion import export as export_lib
+from keras_defusion.inference.detector import ModelLoadError
+from keras_defusion.inference.detector import find_saved_model_dir
+from keras_defusion.inference.detector import load_detector
+from keras_defusion.io import images as image_io
+from keras_defusion.models import pretrained
+import keras_defusion
 from tests import harness
 
 SIZE = 48

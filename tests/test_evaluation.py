@@ -1,4 +1,4 @@
-"""Tests of keras_defusion.evaluation: folders, detector path, JSON, plots, errors."""
+"""Tests of keras_defusion.evaluation.scoring: folders, detector path, JSON, plots, errors."""
 
 import json
 
@@ -7,10 +7,11 @@ import pytest
 from PIL import Image
 
 from keras_defusion import cli
-from keras_defusion import detector as detector_module
 from keras_defusion import evaluation
-from keras_defusion import metrics
-from keras_defusion import pretrained
+from keras_defusion.cli import evaluate as evaluate_cli
+from keras_defusion.evaluation import metrics
+from keras_defusion.inference import detector as detector_module
+from keras_defusion.models import pretrained
 
 
 def _save(path, array):
@@ -56,7 +57,7 @@ def _library_scores(masks, maps, flip=False):
 
 
 def _run_cli(argv):
-    return evaluation.main([str(a) for a in argv])
+    return evaluate_cli.main([str(a) for a in argv])
 
 
 def test_cli_json_matches_library(dataset, capsys):
@@ -116,7 +117,7 @@ def test_missing_predictions_are_all_named_before_scoring(dataset, capsys):
     (root / "method_b" / "img3.png").unlink()
     out = root / "scores.json"
     status = _run_cli(["--gt", dataset["split"], "--pred", root / "method_b", "--json", out])
-    assert status == 1
+    assert status == 2
     error = capsys.readouterr().err
     assert "img1.png" in error and "img3.png" in error and "2 of 4" in error
     assert not out.exists()
@@ -149,11 +150,11 @@ def test_bad_polarity(dataset, capsys):
 
 def test_usage_errors(dataset, capsys):
     root = dataset["root"]
-    assert _run_cli(["--gt", root / "nowhere", "--pred", root / "method_b", "--json", root / "x.json"]) == 1
+    assert _run_cli(["--gt", root / "nowhere", "--pred", root / "method_b", "--json", root / "x.json"]) == 2
     assert "nowhere" in capsys.readouterr().err
     status = _run_cli(["--gt", dataset["split"], "--pred", root / "method_b",
                        "--pred", f"method_b={root / 'method_a'}", "--json", root / "x.json"])
-    assert status == 1 and "method_b" in capsys.readouterr().err
+    assert status == 2 and "method_b" in capsys.readouterr().err
     status = _run_cli(["--gt", dataset["split"], "--pred", root / "method_b", "--outputs", "all",
                        "--json", root / "x.json"])
     assert status == 2
@@ -217,19 +218,19 @@ def test_evaluate_detector_errors(dataset):
 def test_parse_pred_spec(tmp_path):
     folder = tmp_path / "maps"
     folder.mkdir()
-    assert evaluation.parse_pred_spec(str(folder)) == ("maps", str(folder))
-    assert evaluation.parse_pred_spec(f"mine={folder}") == ("mine", str(folder))
+    assert evaluate_cli.parse_pred_spec(str(folder)) == ("maps", str(folder))
+    assert evaluate_cli.parse_pred_spec(f"mine={folder}") == ("mine", str(folder))
     odd = tmp_path / "a=b"
     odd.mkdir()
-    assert evaluation.parse_pred_spec(str(odd)) == ("a=b", str(odd))
+    assert evaluate_cli.parse_pred_spec(str(odd)) == ("a=b", str(odd))
 
 
 def test_json_is_written_atomically(tmp_path):
     target = tmp_path / "r.json"
-    evaluation.write_json({"a": 1}, target)
+    evaluation.write_report(target, {"a": 1})
     assert json.loads(target.read_text()) == {"a": 1}
     with pytest.raises(ValueError):
-        evaluation.write_json({"a": float("nan")}, target)
+        evaluation.write_report(target, {"a": float("nan")})
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
 
@@ -281,8 +282,8 @@ def test_unwritable_outputs_are_an_error_not_a_traceback(dataset, capsys, option
         "--json", paths["--json"], "--plots", paths["--plots"],
     ])
     err = capsys.readouterr().err
-    assert status == 1
-    assert err.startswith("keras-defusion evaluate: error:") and str(blocker) in err
+    assert status == 2
+    assert err.startswith("error:") and str(blocker) in err
     assert not (blocker / "inside").exists()
 
 
@@ -294,7 +295,7 @@ def test_model_method_names(tmp_path):
     shipped.mkdir()
     (shipped / pretrained.WEIGHTS_FILE).write_bytes(b"")
     (tmp_path / "run7.keras").write_bytes(b"")
-    name = evaluation.model_method_name
+    name = evaluate_cli.model_method_name
     for source in (version_dir, version_dir.parent, tmp_path / "serving"):
         assert name(source) == "defusionnet", source
     assert name(str(version_dir) + "/") == "defusionnet"

@@ -17,7 +17,7 @@ import time
 import keras
 import pytest
 
-from keras_defusion import synthetic
+from keras_defusion.data import synthetic
 from tests.conftest import REPO_ROOT
 
 STEPS, STEPS_PER_EPOCH = 6, 2

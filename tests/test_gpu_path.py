@@ -106,7 +106,7 @@ def test_paper_recipe_trains_and_resumes(synthetic_dir, tmp_path, distribution, 
 def _detect_and_export(model, path, tmp_path):
     """What a user does next with a mixed-precision run's final model."""
     import keras_defusion
-    from keras_defusion import export_lib
+    from keras_defusion import export as export_lib
 
     photo = np.random.default_rng(0).uniform(0, 255, (50, 70, 3)).astype("uint8")
     blur = keras_defusion.load_detector(str(path)).detect(photo)

@@ -2,7 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_defusion import layers as kd_layers
+from keras_defusion.models.defusionnet import head as kd_head
+from keras_defusion.models.defusionnet import layers as kd_layers
 from tests import harness
 
 
@@ -79,7 +80,7 @@ def test_bilinear_kernel_upsamples_a_constant_to_a_constant():
 @pytest.mark.parametrize("scale", [0.25, 1.0, 4.0])
 @pytest.mark.parametrize("normalization", ["none", "group", "batch"])
 def test_side_layer_resamples_to_working_resolution(scale, normalization):
-    layer = kd_layers.SideLayer(4, scale=scale, normalization=normalization)
+    layer = kd_head.SideLayer(4, scale=scale, normalization=normalization)
     features = harness.random_images(2, 16, 8)
     out = layer(features)
     assert tuple(out.shape) == (2, int(16 * scale), int(8 * scale), 4)
@@ -89,7 +90,7 @@ def test_side_layer_resamples_to_working_resolution(scale, normalization):
 
 @pytest.mark.parametrize("use_ffrm", [True, False])
 def test_ffrm_step_refines_every_layer(use_ffrm):
-    layer = kd_layers.FFRMStep(num_layers=6, num_shallow=3, filters=4,
+    layer = kd_head.FFRMStep(num_layers=6, num_shallow=3, filters=4,
                                fusion_filters=3, use_ffrm=use_ffrm)
     features = [harness.random_images(1, 8, 8, seed=i)[..., :2] for i in range(6)]
     out = layer(features)
@@ -101,7 +102,7 @@ def test_ffrm_step_refines_every_layer(use_ffrm):
 def test_ffrm_cross_layer_wiring():
     """Shallow layers see the deep layers only through FSEF, and vice versa."""
     keras.utils.set_random_seed(0)
-    layer = kd_layers.FFRMStep(num_layers=6, num_shallow=3, filters=8, fusion_filters=8)
+    layer = kd_head.FFRMStep(num_layers=6, num_shallow=3, filters=8, fusion_filters=8)
     base = [harness.random_images(1, 6, 6, seed=i) / 255 for i in range(6)]
     out_a = [np.asarray(o) for o in layer(base)]
     changed = list(base)
@@ -127,6 +128,6 @@ def test_upsample_bilinear_matches_keras_and_traces_at_unknown_size():
 
 @pytest.mark.parametrize("normalization", ["none", "batch", "group"])
 def test_conv_block_serializes(normalization):
-    layer = kd_layers._ConvBlock(4, 3, normalization)
+    layer = kd_head._ConvBlock(4, 3, normalization)
     harness.assert_layer_serializes(layer, harness.random_images(1, 6, 6))
     assert layer.get_config()["normalization"] == normalization

@@ -1,9 +1,9 @@
-"""Tests of keras_defusion.metrics: hand-computed values and independent checks."""
+"""Tests of keras_defusion.evaluation.metrics: hand-computed values and independent checks."""
 
 import numpy as np
 import pytest
 
-from keras_defusion import metrics
+from keras_defusion.evaluation import metrics
 
 GT = np.array([[1, 1], [0, 0]], dtype=np.float32)
 PRED = np.array([[1.0, 0.4], [0.6, 0.0]], dtype=np.float32)
@@ -200,7 +200,7 @@ def test_scoring_is_fast():
 def test_keras_blur_f_beta():
     import keras
 
-    from keras_defusion.metrics import BlurFBeta
+    from keras_defusion.evaluation.metrics import BlurFBeta
 
     metric = BlurFBeta()
     y_true = np.array([[[1.0], [1.0]], [[0.0], [0.0]]])[None]  # [1, 2, 2, 1]

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 import keras_defusion
 from keras_defusion import DeFusionNet
-from keras_defusion.config import TAP_LAYERS
+from keras_defusion.models.defusionnet.config import TAP_LAYERS
 from tests import harness
 
 
@@ -178,9 +178,9 @@ def test_he_init_draws_different_kernels_per_layer():
 
 @pytest.mark.parametrize("backbone", ["mobilenet_v3_small", "mobilenet_v3_large", "mobilenet_v2"])
 def test_mobile_backbones_tap_six_layers_at_their_strides(backbone):
-    from keras_defusion.config import tap_strides
-    from keras_defusion.encoder import MOBILENET_BATCHNORM_MOMENTUM
-    from keras_defusion.encoder import build_mobilenet_encoder
+    from keras_defusion.models.defusionnet.config import tap_strides
+    from keras_defusion.models.defusionnet.encoder import MOBILENET_BATCHNORM_MOMENTUM
+    from keras_defusion.models.defusionnet.encoder import build_mobilenet_encoder
 
     encoder = build_mobilenet_encoder(backbone, None, width=0.35)
     taps = encoder(np.zeros((1, 64, 96, 3), "float32"))

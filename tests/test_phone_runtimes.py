@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_defusion import export_lib
-from keras_defusion import image_io
-from keras_defusion import pretrained
-from keras_defusion import runtimes
-from keras_defusion.detector import load_detector
+from keras_defusion import export as export_lib
+from keras_defusion.export import litert as runtimes
+from keras_defusion.inference.detector import load_detector
+from keras_defusion.io import images as image_io
+from keras_defusion.models import pretrained
 from tests import harness
 from tests.test_tflite import calibration_set
 

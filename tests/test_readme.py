@@ -130,7 +130,7 @@ def sandbox(tmp_path_factory):
     and the inputs and placeholders the README's commands name."""
     from PIL import Image
 
-    from keras_defusion import synthetic
+    from keras_defusion.data import synthetic
 
     root = tmp_path_factory.mktemp("readme")
     work = root / "work"

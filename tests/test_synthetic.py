@@ -8,7 +8,7 @@ import pytest
 from scipy import ndimage
 
 from keras_defusion import data
-from keras_defusion import synthetic
+from keras_defusion.data import synthetic
 
 
 def test_pairs_have_the_documented_shapes_and_values():

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from benchmarks import train_throughput
-from keras_defusion import synthetic
+from keras_defusion.data import synthetic
 
 TINY = ["--model-set=encoder_width=0.0625", "--model-set=side_channels=4",
         "--model-set=fusion_channels=4", "--model-set=num_steps=1"]

@@ -9,13 +9,16 @@ import keras
 import numpy as np
 import pytest
 
-from keras_defusion import synthetic
-from keras_defusion.losses import deep_supervision_losses
+from keras_defusion.data import synthetic
+from keras_defusion.training.losses import deep_supervision_losses
 from tests.conftest import REPO_ROOT
-from training import train as train_lib
-from training.config import TRAINING_PRESETS
-from training.config import get_training_config
-from keras_defusion.schedules import WarmupSchedule
+
+from keras_defusion.cli import train as train_cli
+from keras_defusion.training import train as train_lib
+from keras_defusion.training.build import build_model
+from keras_defusion.training.config import TRAINING_PRESETS
+from keras_defusion.training.config import get_training_config
+from keras_defusion.training.schedules import WarmupSchedule
 
 TINY_MODEL = {"encoder_width": 0.0625, "side_channels": 4, "fusion_channels": 4,
               "num_steps": 1}
@@ -79,10 +82,10 @@ def test_paper_rate_follows_batch_and_crop_unless_given():
     small = get_training_config("paper", batch_size=2, image_size=64)
     assert small.learning_rate == pytest.approx(1e-8 * 2 * 64 * 64)
     assert small.weight_decay == pytest.approx(5e-4 / (2 * 64 * 64))
-    args = train_lib.build_parser().parse_args(
+    args = train_cli.build_parser().parse_args(
         ["--preset", "paper", "--data", "d", "--out", "o", "--batch-size", "2",
          "--image-size", "64"])
-    assert train_lib.config_from_args(args).learning_rate == pytest.approx(8.192e-5)
+    assert train_cli.config_from_args(args).learning_rate == pytest.approx(8.192e-5)
     explicit = get_training_config("paper", batch_size=2, learning_rate=0.5)
     assert explicit.learning_rate == 0.5 and explicit.summed_learning_rate is None
     assert explicit.weight_decay == pytest.approx(5e-4 / (2 * 320 * 320))
@@ -100,19 +103,19 @@ def test_offline_imagenet_gives_a_message_not_a_traceback(synthetic_dir, tmp_pat
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(keras.applications, "VGG16", offline)
-    status = train_lib.main(["--preset", "mobile", "--data", str(synthetic_dir), "--out",
+    status = train_cli.main(["--preset", "mobile", "--data", str(synthetic_dir), "--out",
                              str(tmp_path / "run"), "--weights", "imagenet", "--steps", "2"])
     assert status == 2
     assert "--weights PATH" in capsys.readouterr().err
 
 
 def test_cli_arguments_map_to_config():
-    args = train_lib.build_parser().parse_args(
+    args = train_cli.build_parser().parse_args(
         ["--preset", "paper", "--data", "d", "--out", "o", "--batch-size", "8",
          "--weights", "none", "--model-set", "num_steps=2", "--model-set",
          "normalization=group", "--lambda-fused", "2", "--lambda-side",
          '{"step1_out1": 0.5}'])
-    config = train_lib.config_from_args(args)
+    config = train_cli.config_from_args(args)
     assert config.lambda_fused == 2.0 and config.lambda_side == {"step1_out1": 0.5}
     assert config.batch_size == 8 and config.backbone_weights is None
     assert config.model_overrides == {"num_steps": 2, "normalization": "group"}
@@ -120,7 +123,7 @@ def test_cli_arguments_map_to_config():
 
 
 def test_bad_lambda_side_names_the_flag(capsys):
-    status = train_lib.main(["--preset", "paper", "--data", "d", "--out", "o",
+    status = train_cli.main(["--preset", "paper", "--data", "d", "--out", "o",
                              "--lambda-side", "{step1: 1"])
     assert status == 2
     assert "--lambda-side '{step1: 1' is neither a number nor JSON" in capsys.readouterr().err
@@ -132,11 +135,11 @@ def test_resume_reports_only_the_flags_given(synthetic_dir, tmp_path, capsys):
     argv = ["--preset", "mobile", "--data", str(synthetic_dir), "--out", str(out),
             "--weights", "none", *TINY_CLI, "--image-size", "32", "--batch-size", "4",
             "--steps", "2", "--steps-per-epoch", "2", "--val-fraction", "0", "--verbose", "0"]
-    assert train_lib.main(argv) == 0
+    assert train_cli.main(argv) == 0
     capsys.readouterr()
     resumed = ["--preset", "mobile", "--data", str(synthetic_dir), "--out", str(out),
                "--steps", "4", "--lr", "0.5", "--resume", "--verbose", "0"]
-    assert train_lib.main(resumed) == 0
+    assert train_cli.main(resumed) == 0
     err = capsys.readouterr().err
     assert "ignoring: learning_rate\n" in err, err
 
@@ -153,7 +156,7 @@ def _fixed_batch_loss(model, directory):
 def test_few_steps_lower_the_loss(synthetic_dir, tmp_path):
     config = tiny_config(steps=30, steps_per_epoch=15, learning_rate=3e-3, val_fraction=0.0)
     keras.utils.set_random_seed(config.seed)
-    initial = train_lib.build_model(config)
+    initial = build_model(config)
     result = train_lib.train(config, synthetic_dir, tmp_path / "run", verbose=0)
     trained = keras.saving.load_model(result.final_model)
     assert _fixed_batch_loss(trained, synthetic_dir) < _fixed_batch_loss(initial, synthetic_dir)
@@ -202,7 +205,7 @@ def test_bad_data_stops_before_training_naming_the_file(synthetic_dir, tmp_path,
     shutil.copytree(synthetic_dir, broken)
     os.remove(broken / "gt" / "synth_0004.png")
     (broken / "images" / "synth_0005.jpg").write_bytes(b"")
-    status = train_lib.main(["--preset", "mobile", "--data", str(broken), "--out",
+    status = train_cli.main(["--preset", "mobile", "--data", str(broken), "--out",
                              str(tmp_path / "run"), "--weights", "none", *TINY_CLI])
     message = capsys.readouterr().err
     assert status == 2
@@ -221,6 +224,7 @@ def _run_python(code, env=None, timeout=300):
     )
 
 
+@pytest.mark.slow  # a second process: minutes on 2 cores; CI runs -m slow
 def test_mirrored_strategy_over_two_logical_cpus(synthetic_dir, tmp_path):
     code = f"""
         import tensorflow as tf
@@ -228,7 +232,7 @@ def test_mirrored_strategy_over_two_logical_cpus(synthetic_dir, tmp_path):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from tests.test_training import tiny_config
-        from training import train
+        from keras_defusion.training import train
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         assert strategy.num_replicas_in_sync == 2
         # 9 training and 3 validation pairs: the last validation batch (3)
@@ -270,13 +274,14 @@ def _free_ports(count):
     return ports
 
 
+@pytest.mark.slow  # a second process: minutes on 2 cores; CI runs -m slow
 def test_two_local_workers_train_together(synthetic_dir, tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     out = tmp_path / "run"
     code = f"""
         from tests.test_training import tiny_config
-        from training import train
+        from keras_defusion.training import train
         result = train.train(tiny_config(), {str(synthetic_dir)!r}, {str(out)!r}, verbose=0)
         print("STEPS", result.steps_done, "MODEL", result.final_model)
     """
@@ -299,8 +304,8 @@ def test_two_local_workers_train_together(synthetic_dir, tmp_path):
 
 
 def test_package_writes_the_shipped_form(synthetic_dir, tmp_path):
-    from keras_defusion import pretrained
-    from keras_defusion.detector import load_detector
+    from keras_defusion.models import pretrained
+    from keras_defusion.inference.detector import load_detector
     from training.package import package_run
 
     run = tmp_path / "run"
@@ -312,7 +317,7 @@ def test_package_writes_the_shipped_form(synthetic_dir, tmp_path):
                  "training_config.json", "log.csv"):
         assert (folder / name).exists(), name
     model = pretrained.load_pretrained(pretrained.DEFAULT_MODEL, assets_root=assets)
-    assert model.defusion_config.inference_size == 64
+    assert model.inference_size == 64
     assert load_detector(folder / "model_int8.tflite").image_size == 64
     assert [p.name for p in assets.iterdir()] == [pretrained.DEFAULT_MODEL]  # no staging left
     with pytest.raises(FileExistsError, match="--overwrite"):

@@ -16,7 +16,7 @@ import shutil
 import sys
 import tempfile
 
-from keras_defusion import pretrained
+from keras_defusion.models import pretrained
 
 RUN_FILES = {"config.json": "training_config.json", "history.json": "history.json",
              "curve.png": "curve.png", "log.csv": "log.csv"}
@@ -30,7 +30,7 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
 
     Args:
         run_dir: a training run folder.
-        name: a name registered in `keras_defusion.pretrained.PRETRAINED_MODELS`.
+        name: a name registered in `keras_defusion.models.pretrained.PRETRAINED_MODELS`.
         calibration: folder of real photos for the int8 TFLite export.
         model_file: the `.keras` file to ship (default: the run's best
             checkpoint by validation MAE, else `final.keras`).
@@ -48,8 +48,8 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
     """
     import keras
 
-    from keras_defusion import export_lib
-    from training.train import float32_copy
+    from keras_defusion import export as export_lib
+    from keras_defusion.training.run_folder import float32_copy
 
     directory = pretrained.pretrained_dir(name, assets_root)
     if directory.exists() and not overwrite:
@@ -60,10 +60,8 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
         best = os.path.join(run_dir, "checkpoints", "best.keras")
         model_file = best if os.path.exists(best) else os.path.join(run_dir, "final.keras")
     model = float32_copy(keras.saving.load_model(model_file, compile=False))
-    if inference_size and inference_size != model.defusion_config.inference_size:
-        resized = type(model).from_config({**model.get_config(), "inference_size": inference_size})
-        resized.set_weights(model.get_weights())
-        model = resized
+    if inference_size:  # metadata of the model: no rebuild
+        model.inference_size = inference_size
     directory.parent.mkdir(parents=True, exist_ok=True)
     # Staged beside the target and renamed into place once complete and
     # within the size limit, so a failed run leaves the shipped model as it was.

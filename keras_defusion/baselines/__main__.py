@@ -1,5 +1,0 @@
-import sys
-
-from keras_defusion.baselines import main
-
-sys.exit(main())

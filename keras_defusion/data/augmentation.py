@@ -1,0 +1,145 @@
+"""Training augmentation (section 3.3): rotation, scale, flip and resize method."""
+
+import math
+
+import tensorflow as tf
+
+ROTATION_BORDERS = ("crop", "reflect")
+
+
+# How a photo can be downscaled before it reaches the network. Phone runtimes
+# (MediaPipe's ImageSegmenter), `tf.image.resize`'s default and OpenCV's
+# INTER_LINEAR sample without antialiasing; training on all of them makes the
+# maps independent of the caller's choice (README, "Phones").
+RESIZE_METHODS = ("antialiased", "bilinear", "area", "nearest", "bicubic")
+
+
+DEFAULT_RESIZE_METHODS = ("antialiased",)
+
+
+def check_resize_methods(methods):
+    """`methods` as a tuple, if it is a non-empty selection of `RESIZE_METHODS`."""
+    methods = tuple(methods)
+    unknown = [m for m in methods if m not in RESIZE_METHODS]
+    if not methods or unknown:
+        raise ValueError(
+            f"resize_methods must be a non-empty selection of {RESIZE_METHODS}, "
+            f"got {list(methods)}"
+        )
+    return methods
+
+
+def _resize_square(stacked, side):
+    """Resizes [H, W, 4] (RGB + mask) to [side, side, 4], antialiased bilinear."""
+    return resize_photo(stacked, side, "antialiased")
+
+
+def _finish(stacked):
+    """Clips RGB to 0..255 and re-binarises the mask channel at 0.5."""
+    image = tf.clip_by_value(stacked[..., :3], 0.0, 255.0)
+    mask = tf.cast(stacked[..., 3:] >= 0.5, tf.float32)
+    return tf.concat([image, mask], axis=-1)
+
+
+def _split(stacked):
+    return stacked[..., :3], stacked[..., 3:]
+
+
+def resize_photo(image, side, method):
+    """Resizes [H, W, C] to [side, side, C] by a `RESIZE_METHODS` name."""
+    size = tf.stack([side, side])
+    if method == "antialiased":
+        return tf.image.resize(image, size, method="bilinear", antialias=True)
+    return tf.image.resize(image, size, method=method)
+
+
+def _resize_random(stacked, side, methods, seed):
+    """`_resize_square` with the photo resized by a method drawn from `methods`."""
+    if methods == ("antialiased",):
+        return _resize_square(stacked, side)
+    mask = _resize_square(stacked[..., 3:], side)
+    index = tf.random.stateless_uniform([], seed, 0, len(methods), dtype=tf.int32)
+    branches = [
+        (lambda method=method: resize_photo(stacked[..., :3], side, method))
+        for method in methods
+    ]
+    photo = tf.switch_case(index, branches)
+    return tf.concat([photo, mask], axis=-1)
+
+
+def _make_augment(size, max_rotation, scale_range, flip, rotation_border, resize_methods):
+    """Builds the per-element training transform (see `make_dataset`).
+
+    Photo and mask travel as one [H, W, 4] tensor, so every geometric step is
+    the same for both. Steps: one resize of the whole photo to a random square
+    side n = S * scale, by a method drawn from `resize_methods`; then a single
+    projective warp that rotates by a random angle about the centre, takes an
+    S x S window at a random integer offset and mirrors it (bilinear
+    sampling); last the mask is
+    re-binarised at 0.5. With `rotation_border="crop"` the window stays inside
+    the rotated photo (n is raised as far as needed, so large angles zoom in);
+    with `"reflect"` the corners are filled by reflection.
+    """
+    max_angle = math.radians(max_rotation)
+    scale_low, scale_high = scale_range
+    crop = rotation_border == "crop"
+    side = float(size)
+
+    def augment(stacked, element_seed):
+        seeds = tf.random.experimental.stateless_split(element_seed, num=4)
+        angle = tf.random.stateless_uniform([], seeds[0], -max_angle, max_angle)
+        scale = tf.random.stateless_uniform([], seeds[1], scale_low, scale_high)
+        mirror = tf.random.stateless_uniform([], seeds[2]) < 0.5
+        if not flip:
+            mirror = tf.constant(False)
+        position = tf.random.stateless_uniform([2], seeds[3])
+
+        cos, sin = tf.cos(angle), tf.sin(angle)
+        # Side of the largest axis-aligned square inside a square rotated by
+        # `angle`, as a fraction of that square's side (pixel-centre spans).
+        fit = cos + tf.abs(sin)
+        n = side * scale
+        if crop:
+            n = tf.maximum(n, 1.0 + (side - 1.0) * fit)
+            n = tf.math.ceil(n - 1e-4)
+        else:
+            n = tf.maximum(tf.round(n), 1.0)
+        resize_seed = tf.random.experimental.stateless_fold_in(element_seed, 4)
+        resized = _resize_random(
+            stacked, tf.cast(n, tf.int32), resize_methods, resize_seed
+        )
+
+        center = (n - 1.0) / 2.0
+        if crop:
+            half = (n - 1.0) / (2.0 * fit)
+            low, high = center - half, center + half - (side - 1.0)
+        else:
+            low = tf.minimum(0.0, (n - side) / 2.0)
+            high = tf.maximum(n - side, (n - side) / 2.0)
+        offset = tf.round(low + position * (high - low))
+        offset_x, offset_y = offset[0], offset[1]
+
+        # Output pixel (x, y) -> window point u = fx*x + tx + offset_x,
+        # v = y + offset_y -> rotated about the centre into the resized photo.
+        fx = tf.where(mirror, -1.0, 1.0)
+        tx = tf.where(mirror, side - 1.0, 0.0)
+        du = tx + offset_x - center
+        dv = offset_y - center
+        transform = tf.stack([
+            cos * fx, -sin, cos * du - sin * dv + center,
+            sin * fx, cos, sin * du + cos * dv + center,
+            0.0, 0.0,
+        ])[None]
+        warped = tf.raw_ops.ImageProjectiveTransformV3(
+            images=resized[None],
+            transforms=transform,
+            output_shape=tf.constant([size, size], tf.int32),
+            fill_value=0.0,
+            interpolation="BILINEAR",
+            # "crop" never samples outside but for rounding at the very edge.
+            fill_mode="NEAREST" if crop else "REFLECT",
+        )[0]
+        warped.set_shape([size, size, 4])
+        return _split(_finish(warped))
+
+    return augment

@@ -1,0 +1,49 @@
+"""The errors keras-defusion raises, all under `KerasDefusionError`.
+
+Each also derives from the built-in error it was before (ValueError,
+RuntimeError, FileNotFoundError), so callers catching those keep working.
+Every message names the file or value at fault and says what to do.
+The CLI prints any of them as `error: ...` and exits with `EXIT_ERROR`.
+"""
+
+EXIT_ERROR = 2
+
+
+class KerasDefusionError(Exception):
+    """Base of every error keras-defusion raises on purpose."""
+
+
+class ImageReadError(KerasDefusionError, ValueError):
+    """A photo, mask or map file that cannot be used; the message names it."""
+
+
+class DataError(KerasDefusionError, ValueError):
+    """Unusable training or evaluation data; the message names every bad file."""
+
+
+class BackboneWeightsError(KerasDefusionError, RuntimeError):
+    """The encoder's requested weights could not be loaded."""
+
+
+class PretrainedModelMissing(KerasDefusionError, FileNotFoundError):
+    """A registered model's files are not in the installed package."""
+
+
+class ModelLoadError(KerasDefusionError, ValueError):
+    """A model source that cannot be loaded; the message names it."""
+
+
+class ExportError(KerasDefusionError, RuntimeError):
+    """An export that cannot be made or failed a check after writing."""
+
+
+class EvaluationError(KerasDefusionError, ValueError):
+    """Missing, ambiguous or unreadable input; the message names the files."""
+
+
+class RuntimeUnavailable(KerasDefusionError, RuntimeError):
+    """A phone runtime (or the Vulkan driver it needs) is not installed here."""
+
+
+class UsageError(KerasDefusionError, ValueError):
+    """A command-line option with an unusable value; the message names it."""

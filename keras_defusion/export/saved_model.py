@@ -1,0 +1,248 @@
+"""SavedModel export for TF Serving.
+
+Layout (TF Serving's): `<base>/<name>/<version>/` with `saved_model.pb`,
+`variables/` and `assets/defusion_config.json`, and two signatures:
+
+- `serving_default`: `images` float32 [N, H, W, 3] (any N, H, W) ->
+  `blur_map` float32 [N, H, W, 1].
+- `detect_encoded`: `encoded` string [N] of JPEG/PNG/GIF/BMP/WebP bytes ->
+  `blur_map` float32 [N, Hmax, Wmax, 1] (each map at its photo's size, padded
+  with 0), `height` and `width` int32 [N].
+"""
+
+import logging
+import os
+import shutil
+import tempfile
+
+from keras_defusion.export.common import MODEL_NAME
+from keras_defusion.export.common import _tf_variables
+from keras_defusion.export.common import model_metadata
+from keras_defusion.export.common import serving_model
+from keras_defusion.inference.contract import BLUR_MAP_OUTPUT
+from keras_defusion.inference.contract import CONFIG_ASSET
+from keras_defusion.inference.contract import IMAGES_INPUT
+from keras_defusion.inference.contract import SERVING_SIGNATURE
+from keras_defusion.inference.contract import model_inference_size
+from keras_defusion.io.files import write_json
+from keras_defusion.inference.contract import resize_maps
+from keras_defusion.inference.contract import resize_photos
+
+logger = logging.getLogger(__name__)
+
+
+ENCODED_SIGNATURE = "detect_encoded"
+
+
+ENCODED_INPUT = "encoded"
+
+
+ENCODED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WebP")
+
+
+def _encoded_check(encoded, index):
+    """An assertion that `encoded` starts like a supported image file."""
+    import tensorflow as tf
+
+    # Pad so that every slice exists, even for an empty string.
+    head = tf.strings.substr(tf.strings.join([encoded, tf.constant(b"\0" * 12)]), 0, 12)
+
+    def starts(offset, magic):
+        return tf.equal(tf.strings.substr(head, offset, len(magic)), magic)
+
+    known = tf.reduce_any(
+        tf.stack(
+            [
+                starts(0, b"\xff\xd8\xff"),  # JPEG
+                starts(0, b"\x89PNG\r\n\x1a\n"),
+                starts(0, b"GIF87a"),
+                starts(0, b"GIF89a"),
+                starts(0, b"BM"),
+                tf.logical_and(starts(0, b"RIFF"), starts(8, b"WEBP")),
+            ]
+        )
+    )
+    template = (
+        f"{ENCODED_SIGNATURE}: {ENCODED_INPUT}[{{}}] ({{}} bytes) is not a "
+        f"{'/'.join(ENCODED_FORMATS)} file; send each image file's bytes "
+        "(base64-encoded under the key b64 in a JSON request)"
+    )
+    message = tf.strings.format(template, (index, tf.strings.length(encoded)))
+    return tf.debugging.Assert(known, [message], name="check_image_format")
+
+
+def _serving_root(model, image_size=None, batch_size=None, config_path=None, with_encoded=True):
+    """The SavedModel's root `tf.Module`: its functions and tracked variables.
+
+    The Keras model lives in the functions' closures only, so the SavedModel
+    tracks each variable once (as `tf.Variable`): Keras' own `model.export`
+    tracks both the Keras and the TF variable, doubling `variables/`.
+
+    Args:
+        model: a DeFusionNet.
+        image_size: static H = W of `serve`'s input, or None (any).
+        batch_size: static N of `serve`'s input, or None (any).
+        config_path: a JSON file to store as an asset.
+        with_encoded: also build `detect_encoded`.
+    """
+    import tensorflow as tf
+
+    keras_model = serving_model(model)
+    size = model_inference_size(model)
+
+    root = tf.Module()
+    root.model_variables = _tf_variables(keras_model)
+    if config_path is not None:
+        root.config_file = tf.saved_model.Asset(config_path)
+
+    image_shape = [batch_size, image_size, image_size, 3]
+
+    def serve(images):
+        maps = keras_model(images, training=False)
+        return {BLUR_MAP_OUTPUT: tf.identity(maps, name=BLUR_MAP_OUTPUT)}
+
+    root.serve = tf.function(
+        serve,
+        input_signature=[tf.TensorSpec(image_shape, tf.float32, name=IMAGES_INPUT)],
+    )
+
+    def detect_encoded(encoded):
+        count = tf.shape(encoded)[0]
+        with tf.control_dependencies(
+            [
+                tf.debugging.assert_positive(
+                    count, message=f"{ENCODED_SIGNATURE}: {ENCODED_INPUT} is empty; send at least one image"
+                )
+            ]
+        ):
+            count = tf.identity(count)
+
+        def decode(args):
+            data, index = args
+            with tf.control_dependencies([_encoded_check(data, index)]):
+                image = tf.io.decode_image(data, channels=3, expand_animations=False)
+            shape = tf.shape(image)[:2]
+            return resize_photos(image, size), shape
+
+        photos, shapes = tf.map_fn(
+            decode,
+            (encoded, tf.range(count)),
+            fn_output_signature=(
+                tf.TensorSpec([size, size, 3], tf.float32),
+                tf.TensorSpec([2], tf.int32),
+            ),
+        )
+        maps = keras_model(photos, training=False)
+        heights, widths = shapes[:, 0], shapes[:, 1]
+        max_height = tf.reduce_max(tf.concat([heights, [0]], 0))
+        max_width = tf.reduce_max(tf.concat([widths, [0]], 0))
+
+        def restore(args):
+            blur_map, height, width = args
+            resized = resize_maps(blur_map, height, width)
+            return tf.pad(
+                resized, [[0, max_height - height], [0, max_width - width], [0, 0]]
+            )
+
+        padded = tf.map_fn(
+            restore,
+            (maps, heights, widths),
+            fn_output_signature=tf.TensorSpec([None, None, 1], tf.float32),
+        )
+        padded = tf.reshape(padded, tf.stack([count, max_height, max_width, 1]))
+        return {
+            BLUR_MAP_OUTPUT: tf.identity(padded, name=BLUR_MAP_OUTPUT),
+            "height": tf.identity(heights, name="height"),
+            "width": tf.identity(widths, name="width"),
+        }
+
+    if with_encoded:
+        root.detect_encoded = tf.function(
+            detect_encoded,
+            input_signature=[tf.TensorSpec([None], tf.string, name=ENCODED_INPUT)],
+        )
+    return root
+
+
+def saved_model_dir(base_dir, name=MODEL_NAME, version=1):
+    """`<base_dir>/<name>/<version>`, TF Serving's layout (checked arguments)."""
+    name = str(name)
+    if not name or os.sep in name or (os.altsep and os.altsep in name) or name in (".", ".."):
+        raise ValueError(f"model name must be a plain folder name, got {name!r}")
+    if isinstance(version, bool) or int(version) != version or int(version) < 1:
+        raise ValueError(f"version must be a positive integer (TF Serving's rule), got {version!r}")
+    return os.path.join(os.fspath(base_dir), name, str(int(version)))
+
+
+def export_saved_model(model, base_dir, name=MODEL_NAME, version=1, overwrite=False):
+    """Writes a SavedModel for TF Serving at `<base_dir>/<name>/<version>/`.
+
+    The export is written to a hidden folder beside the target and renamed
+    into place, so TF Serving (which polls `<base_dir>/<name>/` for numeric
+    folders) never sees a partial version.
+
+    Args:
+        model: a `keras_defusion.DeFusionNet`.
+        base_dir: TF Serving's model base path.
+        name: the model's name (a folder).
+        version: a positive integer.
+        overwrite: replace an existing version instead of failing.
+
+    Returns:
+        The path of the version folder.
+
+    Raises:
+        FileExistsError: the version exists and `overwrite` is False.
+    """
+    import tensorflow as tf
+
+    target = saved_model_dir(base_dir, name, version)
+    if os.path.exists(target) and not overwrite:
+        raise FileExistsError(
+            f"{target} already exists; pick another --version or pass overwrite=True"
+        )
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=parent)
+    try:
+        export_dir = os.path.join(staging, "export")
+        asset_dir = os.path.join(staging, "asset")
+        os.makedirs(asset_dir)
+        config_path = os.path.join(asset_dir, CONFIG_ASSET)
+        metadata = model_metadata(
+            model,
+            format="saved_model",
+            signatures={
+                SERVING_SIGNATURE: {
+                    "inputs": {IMAGES_INPUT: "float32 [N, H, W, 3], RGB 0..255"},
+                    "outputs": {BLUR_MAP_OUTPUT: "float32 [N, H, W, 1]"},
+                },
+                ENCODED_SIGNATURE: {
+                    "inputs": {ENCODED_INPUT: "string [N], JPEG/PNG/GIF/BMP/WebP bytes"},
+                    "outputs": {
+                        BLUR_MAP_OUTPUT: "float32 [N, Hmax, Wmax, 1], each map at its "
+                        "photo's size, padded with 0",
+                        "height": "int32 [N]",
+                        "width": "int32 [N]",
+                    },
+                },
+            },
+        )
+        write_json(config_path, metadata)
+        root = _serving_root(model, config_path=config_path)
+        signatures = {
+            SERVING_SIGNATURE: root.serve.get_concrete_function(),
+            ENCODED_SIGNATURE: root.detect_encoded.get_concrete_function(),
+        }
+        tf.saved_model.save(root, export_dir, signatures=signatures)
+        if os.path.exists(target):
+            old = tempfile.mkdtemp(prefix=f".old-{version}-", dir=parent)
+            os.rename(target, os.path.join(old, "version"))
+            os.rename(export_dir, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(export_dir, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("SavedModel written to %s", target)
+    return target

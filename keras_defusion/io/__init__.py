@@ -1,0 +1,1 @@
+"""Reading photos and masks, writing files atomically, and pictures of maps."""

@@ -1,0 +1,1 @@
+"""The models: DeFusionNet and the shipped, trained ones."""

@@ -1,0 +1,1 @@
+"""Training DeFusionNet: config, data sets, the fit and multi-worker loops, run folders."""
