@@ -17,6 +17,7 @@ FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 INLINE = re.compile(r"`([^`]+)`")
 MARKER = re.compile(r"(-?\d+(?:\.\d+)?(?:e-?\d+)?)\**\s*<!-- json (\S+) (.+?)(?:\*(\d+))? -->")
 PROGRAMS = ("keras-defusion ", "python -m ")
+NESTED = ("export",)  # subcommands with their own subcommands (FORMAT)
 
 
 def code_blocks(text, language):
@@ -54,6 +55,8 @@ def program_of(command):
     """("keras-defusion", SUBCOMMAND) or ("python -m", MODULE), else None."""
     words = command.replace("[", " ").replace("]", " ").split()
     if len(words) >= 2 and words[0] == "keras-defusion":
+        if words[1] in NESTED and len(words) >= 3:
+            return ("keras-defusion", f"{words[1]} {words[2]}")
         return ("keras-defusion", words[1])
     if len(words) >= 3 and words[:2] == ["python", "-m"]:
         return ("python -m", words[2])

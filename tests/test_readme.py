@@ -46,7 +46,7 @@ def _help_text(program):
         if kind == "keras-defusion":
             from keras_defusion import cli
 
-            cli.main([name, "--help"])
+            cli.main([*name.split(), "--help"])
         else:
             importlib.import_module(name).main(["--help"])
     return out.getvalue()
@@ -167,8 +167,7 @@ def _scaled(command, cwd):
     words = rc.split_command(command.replace("[", " ").replace("]", " "))
     program = rc.program_of(command)
     if program and program[0] == "keras-defusion":
-        words = [sys.executable, "-m", "keras_defusion.cli", *words[2:]]
-        words.insert(3, program[1])
+        words = [sys.executable, "-m", "keras_defusion.cli", *words[1:]]
     elif program:
         words = [sys.executable, *words[1:]]
     if program == ("python -m", "training.train"):
