@@ -44,7 +44,7 @@ OUTPUT_MEANING = (
 
 NORMALIZATION = (
     "none: RGB values 0..255 (float32, or uint8/int8 through the input's "
-    "quantisation); the model does VGG16's preprocessing inside"
+    "quantisation); the model does its encoder's preprocessing inside"
 )
 
 

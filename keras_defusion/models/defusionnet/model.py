@@ -23,7 +23,8 @@ class DeFusionNet(keras.Model):
     """DeFusionNet for defocus blur detection: the training model.
 
     The model takes RGB images with values 0..255 (float32, any H x W) and
-    does VGG16's preprocessing inside its graph. It returns a dict of blur
+    does its encoder's preprocessing inside its graph (VGG16's BGR mean
+    subtraction, or a MobileNet's scaling to [-1, 1]). It returns a dict of blur
     **probability** maps (sigmoid applied, float32, 1 = blurred), each
     [N, H, W, 1] at the input's own size:
 
