@@ -38,7 +38,8 @@ from benchmarks import parse_args_keeping_results
 from keras_defusion import evaluation
 from keras_defusion import export as export_lib
 from keras_defusion.export import litert as runtimes
-from keras_defusion.io import files
+from keras_defusion.io.files import atomic_write
+from keras_defusion.io.files import write_json
 from keras_defusion.io import images as image_io
 from keras_defusion.models import pretrained
 
@@ -67,7 +68,7 @@ def selfie_segmenter(path=None):
             wheel = glob.glob(os.path.join(folder, "*.whl"))[0]
             with zipfile.ZipFile(wheel) as archive:
                 data = archive.read(SELFIE_IN_WHEEL)
-        files.atomic_write(cached, lambda tmp: pathlib.Path(tmp).write_bytes(data))
+        atomic_write(cached, lambda tmp: pathlib.Path(tmp).write_bytes(data))
     return cached
 
 
@@ -206,7 +207,7 @@ def main(argv=None):
                   f"{entry['cpu_ratio_to_selfie_1_thread']:.1f}x selfie), "
                   f"GPU {entry['gpu_accelerator']}, MediaPipe max-F "
                   f"{entry['mediapipe']['max_f']:.3f} MAE {entry['mediapipe']['mae']:.3f}")
-    files.write_json(args.out, report)
+    write_json(args.out, report)
     print(f"wrote {args.out}")
     return 0
 

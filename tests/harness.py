@@ -22,6 +22,12 @@ def tiny_model_kwargs(**overrides):
     return kwargs
 
 
+# The tiny model as training flags (`--model-set`), for tests that train
+# through the command line.
+TINY_MODEL_FLAGS = ["--model-set=encoder_width=0.0625", "--model-set=side_channels=4",
+                    "--model-set=fusion_channels=4", "--model-set=num_steps=1"]
+
+
 def random_images(batch, height, width, seed=0):
     rng = np.random.default_rng(seed)
     return rng.uniform(0, 255, (batch, height, width, 3)).astype("float32")

@@ -18,11 +18,11 @@ import keras
 import pytest
 
 from keras_defusion.data import synthetic
+from tests import harness
 from tests.conftest import REPO_ROOT
 
 STEPS, STEPS_PER_EPOCH = 6, 2
-TINY = ["--model-set=encoder_width=0.0625", "--model-set=side_channels=4",
-        "--model-set=fusion_channels=4", "--model-set=num_steps=1"]
+TINY = harness.TINY_MODEL_FLAGS
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ import sys
 
 import pytest
 
+from tests import harness
 from tests import readme_commands as rc
 from tests.conftest import REPO_ROOT
 
@@ -103,10 +104,8 @@ def test_the_number_markers_are_read():
 
 # --- Running what the README shows (slow) ------------------------------------------
 
-TINY_MODEL = ["--model-set", "encoder_width=0.0625", "--model-set", "side_channels=4",
-              "--model-set", "fusion_channels=4", "--model-set", "num_steps=1"]
 SCALED_TRAINING = ["--steps", "2", "--steps-per-epoch", "2", "--batch-size", "2",
-                   "--image-size", "64", "--weights", "none", *TINY_MODEL]
+                   "--image-size", "64", "--weights", "none", *harness.TINY_MODEL_FLAGS]
 
 # Commands that are not run, with the reason.
 SKIPPED = {
@@ -170,7 +169,7 @@ def _scaled(command, cwd):
         words = [sys.executable, "-m", "keras_defusion.cli", *words[1:]]
     elif program:
         words = [sys.executable, *words[1:]]
-    if program == ("python -m", "training.train"):
+    if program in (("python -m", "training.train"), ("keras-defusion", "train")):
         words += SCALED_TRAINING
     expanded = []
     for word in words:

@@ -5,9 +5,9 @@ import pytest
 
 from benchmarks import train_throughput
 from keras_defusion.data import synthetic
+from tests import harness
 
-TINY = ["--model-set=encoder_width=0.0625", "--model-set=side_channels=4",
-        "--model-set=fusion_channels=4", "--model-set=num_steps=1"]
+TINY = harness.TINY_MODEL_FLAGS
 
 
 @pytest.fixture(scope="module")

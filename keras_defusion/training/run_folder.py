@@ -76,7 +76,7 @@ class RunCheckpoint(keras.callbacks.Callback):
                 "best_val_fused_mae": None if math.isinf(self.best) else self.best,
                 # What last.keras holds: a kill between the two files shows
                 # as a checkpoint whose optimizer is past this count.
-                "optimizer_iterations": int(self.model.optimizer.iterations),
+                "optimizer_iterations": optimizer_iterations(self.model),
             },
         )
 
@@ -89,11 +89,16 @@ def checkpoint_state(state, model, steps_per_epoch):
     train that epoch twice.
     """
     saved = state.get("optimizer_iterations")
-    if saved is None or int(model.optimizer.iterations) == saved:
+    if saved is None or optimizer_iterations(model) == saved:
         return state
     return {**state, "epochs_done": state["epochs_done"] + 1,
             "steps_done": state["steps_done"] + steps_per_epoch,
-            "optimizer_iterations": int(model.optimizer.iterations)}
+            "optimizer_iterations": optimizer_iterations(model)}
+
+
+def optimizer_iterations(model):
+    """The optimizer's step count (a mirrored variable under a strategy)."""
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
 
 
 class LearningRateLogger(keras.callbacks.Callback):
