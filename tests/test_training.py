@@ -327,7 +327,7 @@ def test_package_writes_the_shipped_form(synthetic_dir, tmp_path):
 
 
 def test_package_cli_refuses_to_replace_the_shipped_model(tmp_path, capsys):
-    from keras_defusion import pretrained
+    from keras_defusion.models import pretrained
     from training import package
 
     assert pretrained.DEFAULT_MODEL in pretrained.available_models()
