@@ -103,12 +103,10 @@ def _scores(entry):
     return {key: entry[key] for key in ("max_f", "f_at_0.5", "mae")}
 
 
-def score(model_file, split_dir, outputs=None):
-    """Scores of a model on a folder of images/ + gt/ (every output with "all")."""
+def score(detector, split_dir, outputs=None):
+    """Scores of a detector on a folder of images/ + gt/ (every output with "all")."""
     from keras_defusion.evaluation import scoring as evaluation
-    from keras_defusion.inference.detector import load_detector
 
-    detector = load_detector(str(model_file))
     results = evaluation.evaluate_detector(
         detector, str(split_dir / "images"), str(split_dir / "gt"), outputs=outputs,
         name="model")
@@ -143,6 +141,8 @@ def main(argv=None):
 
     import keras
 
+    from keras_defusion.inference.detector import load_detector
+
     data_dir = pathlib.Path(args.data)
     runs_dir = pathlib.Path(args.runs).resolve()
     table = variants()
@@ -164,16 +164,17 @@ def main(argv=None):
         seconds = run_variant(out_dir, command)
         model_file = out_dir / "final.keras"
         model = keras.saving.load_model(model_file, compile=False)
+        detector = load_detector(str(model_file))  # once for every split
         report["runs"][name] = {
             "config": {"num_steps": num_steps, "use_ffrm": use_ffrm, "seed": seed},
             "command": shlex.join(command),
             "training_seconds": seconds,
             "parameters": int(model.count_params()),
-            "val": score(model_file, val_dir),
-            "test": score(model_file, data_dir / "test"),
+            "val": score(detector, val_dir),
+            "test": score(detector, data_dir / "test"),
         }
         if name == "t3_seed0":
-            report["t3_outputs_test"] = score(model_file, data_dir / "test", outputs="all")
+            report["t3_outputs_test"] = score(detector, data_dir / "test", outputs="all")
         print(name, json.dumps(report["runs"][name]["test"]), flush=True)
     report["noise"] = noise(report["runs"])
     from keras_defusion.io.files import write_json
