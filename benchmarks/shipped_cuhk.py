@@ -50,12 +50,15 @@ def main(argv=None):
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--model", default=pretrained.DEFAULT_MODEL,
                         help="shipped name or model path")
-    parser.add_argument("--tflite", default=str(
-        pretrained.pretrained_dir(pretrained.DEFAULT_MODEL) / pretrained.INT8_TFLITE_FILE))
+    parser.add_argument("--tflite", help="int8 TFLite file (default: the shipped --model's)")
     parser.add_argument("--baseline-maps", help="folder with lbp/ and hifst/ map folders")
     add_out_arguments(parser)
     parser.add_argument("--plots", help="folder for the PR / F-measure curve PNGs")
     args = parse_args_keeping_results(parser, argv)
+    if args.tflite is None:
+        if args.model not in pretrained.PRETRAINED_MODELS:
+            parser.error("--tflite is needed with a --model that is not a shipped name")
+        args.tflite = str(pretrained.pretrained_dir(args.model) / pretrained.INT8_TFLITE_FILE)
 
     images_dir = os.path.join(args.data, "images")
     results, timings = {}, {}
