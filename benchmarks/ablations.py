@@ -63,8 +63,8 @@ def _split_folders(data_dir, runs_dir):
     for folder, chosen in ((train, train_pairs), (val, val_pairs)):
         for sub in ("images", "gt"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
-        for image, mask in chosen:
-            for sub, source in (("images", image), ("gt", mask)):
+        for pair in chosen:
+            for sub, source in (("images", pair.image_path), ("gt", pair.mask_path)):
                 link = folder / sub / os.path.basename(source)
                 if not link.exists():
                     link.symlink_to(os.path.abspath(source))

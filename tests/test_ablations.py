@@ -1,9 +1,13 @@
 """benchmarks/ablations.py: the variants it trains and the commands it runs."""
 
+import json
 import pathlib
+
+import pytest
 
 from benchmarks import ablations
 from keras_defusion.cli import train
+from keras_defusion.data import synthetic
 
 
 def test_variants_cover_tables_3_and_4_and_three_seeds():
@@ -33,3 +37,26 @@ def test_noise_is_the_spread_of_the_base_seeds():
     assert summary["seeds"] == 3
     assert abs(summary["test_max_f_std"] - 0.01) < 1e-9
     assert summary["test_mae_std"] < 1e-12
+
+
+@pytest.mark.slow
+def test_end_to_end_at_a_tiny_budget(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    synthetic.write_synthetic_folder(data / "train", count=10, size=48, seed=1)
+    synthetic.write_synthetic_folder(data / "test", count=3, size=48, seed=2)
+    monkeypatch.setattr(ablations, "BUDGET", {
+        "preset": "scratch", "steps": 2, "steps_per_epoch": 1, "image_size": 32})
+    out = tmp_path / "ablations.json"
+    status = ablations.main(["--runs", str(tmp_path / "runs"), "--data", str(data),
+                             "--only", "t3_seed0,noffrm", "--out", str(out)])
+    assert status == 0
+    report = json.loads(out.read_text())
+    assert sorted(report["runs"]) == ["noffrm", "t3_seed0"]
+    assert report["runs"]["noffrm"]["config"]["use_ffrm"] is False
+    for run in report["runs"].values():
+        assert 0 <= run["test"]["mae"] <= 1 and run["training_seconds"] > 0
+    assert "fused" in report["t3_outputs_test"]
+    # The split is fixed and shared; a second call reuses the finished runs.
+    assert len(list((tmp_path / "runs" / "split" / "val" / "gt").iterdir())) == 1
+    assert ablations.main(["--runs", str(tmp_path / "runs"), "--data", str(data),
+                           "--only", "noffrm", "--out", str(out), "--overwrite"]) == 0
