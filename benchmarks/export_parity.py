@@ -130,6 +130,7 @@ def measure(args, model, source, size, pairs, gt_dir, folder):
             os.path.join(folder, f"defusionnet_{size}_{mode}.tflite"),
             mode,
             image_size=size,
+            input_reduction=1,  # the Keras model's own input: parity of conversion alone
             calibration_images=args.calibration if mode == "int8" else None,
             num_calibration=args.num_calibration,
         )

@@ -5,7 +5,8 @@ made here at the same size): file size; LiteRT CPU latency at 1 and 2
 threads; whether LiteRT's GPU accelerator takes every op (and its op counts
 where not); MediaPipe ImageSegmenter end-to-end latency on one photo; max-F,
 F@0.5 and MAE through MediaPipe on CUHK test (the photo goes in whole, as an
-app passes it, and MediaPipe resizes it). MediaPipe's selfie segmenter (a
+app passes it, and MediaPipe resizes it), and how far each MediaPipe map is
+from `detect`'s map of the same file. MediaPipe's selfie segmenter (a
 phone-grade segmenter, 256x256) is timed in the same run, interleaved, as the
 anchor; latencies are medians, and ratios to it are the figures to compare.
 Writes JSON:
@@ -38,6 +39,7 @@ from benchmarks import parse_args_keeping_results
 from keras_defusion import evaluation
 from keras_defusion import export as export_lib
 from keras_defusion.export import litert as runtimes
+from keras_defusion.inference.detector import load_detector
 from keras_defusion.io.files import atomic_write
 from keras_defusion.io.files import write_json
 from keras_defusion.io import images as image_io
@@ -101,18 +103,25 @@ def cpu_latencies(files, threads, rounds):
 
 
 class _MediaPipeDetector:
-    """`evaluation.evaluate_detector`'s interface over MediaPipe."""
+    """`evaluation.evaluate_detector`'s interface over MediaPipe; also records
+    each map's mean |difference| to `detect`'s map of the same file."""
 
-    def __init__(self, segmenter):
+    def __init__(self, segmenter, reference):
         self.segmenter = segmenter
+        self.reference = reference
+        self.differences = []
 
     def detect(self, rgb, outputs=None):
-        return self.segmenter.segment(rgb)
+        blur_map = self.segmenter.segment(rgb)
+        expected = self.reference.detect(rgb)
+        self.differences.append(float(np.abs(blur_map - expected).mean()))
+        return blur_map
 
 
 def mediapipe_scores(path, data_dir, limit, photo, rounds):
     """Scores through MediaPipe on `data_dir`, and its median end-to-end time."""
     with runtimes.MediaPipeSegmenter(path) as segmenter:
+        detector = _MediaPipeDetector(segmenter, load_detector(str(path)))
         images_dir = os.path.join(data_dir, "images")
         gt_dir = os.path.join(data_dir, "gt")
         if limit:
@@ -123,10 +132,9 @@ def mediapipe_scores(path, data_dir, limit, photo, rounds):
                     (gt_file,) = pathlib.Path(gt_dir).glob(stem + ".*")
                     os.symlink(gt_file, os.path.join(folder, "gt", gt_file.name))
                 result = evaluation.evaluate_detector(
-                    _MediaPipeDetector(segmenter), images_dir, folder, name="mediapipe")
+                    detector, images_dir, folder, name="mediapipe")
         else:
-            result = evaluation.evaluate_detector(
-                _MediaPipeDetector(segmenter), images_dir, gt_dir, name="mediapipe")
+            result = evaluation.evaluate_detector(detector, images_dir, gt_dir, name="mediapipe")
         times = []
         for _ in range(rounds):
             start = time.perf_counter()
@@ -140,19 +148,36 @@ def mediapipe_scores(path, data_dir, limit, photo, rounds):
         "mae": scores["mae"],
         "end_to_end_seconds": statistics.median(times),
         "photo_size": list(photo.shape[:2]),
+        "difference_to_detect": {
+            "mean": float(np.mean(detector.differences)),
+            "max": float(np.max(detector.differences)),
+            "share_within_0.02": float(np.mean(np.array(detector.differences) <= 0.02)),
+            "note": "per photo: mean |MediaPipe's map - detect's map|, same file",
+        },
     }
 
 
-def gpu_summary(path, size):
-    """Whether LiteRT's GPU accelerator takes every op of the file."""
+def gpu_summary(path, size, rounds):
+    """Whether LiteRT's GPU accelerator takes every op of the file, and its
+    median time (on lavapipe, a software driver on this CPU, where no GPU is:
+    it shows that the file runs, not a phone GPU's speed)."""
     dtype = export_lib.tflite_io_details(export_lib.load_tflite(path))[0]["dtype"]
     images = np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(dtype)
     try:
-        run = runtimes.run_on_gpu(path, images)
+        run = runtimes.run_on_gpu(path, images, rounds=rounds)
     except runtimes.RuntimeUnavailable as error:
         return {"available": False, "reason": str(error)}
     return {"available": True, "fully_accelerated": run.fully_accelerated,
-            "gpu_ops": run.gpu_ops, "cpu_ops": run.cpu_ops}
+            "gpu_ops": run.gpu_ops, "cpu_ops": run.cpu_ops, "seconds": run.gpu_seconds,
+            "driver": os.environ.get("LAVAPIPE_DIR") and "lavapipe (software Vulkan)"}
+
+
+def model_cost(model, size):
+    """Parameters and multiply-adds of a Keras model at size x size."""
+    from benchmarks.speed import count_macs
+
+    return {"parameters": int(model.count_params()),
+            "gmacs": count_macs(model.inference_model(), size, size) / 1e9}
 
 
 def main(argv=None):
@@ -179,12 +204,15 @@ def main(argv=None):
         for name in args.models.split(","):
             model = pretrained.load_pretrained(name)
             int8 = pretrained.pretrained_dir(name) / pretrained.INT8_TFLITE_FILE
-            size = int(export_lib.tflite_io_details(export_lib.load_tflite(int8))[0]["shape"][1])
+            details = export_lib.tflite_io_details(export_lib.load_tflite(int8))
+            input_size, size = (int(d["shape"][1]) for d in details)
             files[(name, "int8")] = int8
-            for mode in FLOAT_MODES:
+            for mode in FLOAT_MODES:  # made as the shipped int8 file was
                 files[(name, mode)] = export_lib.export_tflite(
-                    model, os.path.join(folder, f"{name}-{mode}.tflite"), mode, image_size=size)
-            report["models"][name] = {"inference_size": size, "modes": {}}
+                    model, os.path.join(folder, f"{name}-{mode}.tflite"), mode,
+                    inference_size=size, input_reduction=input_size // size)
+            report["models"][name] = {"inference_size": size, "input_size": input_size,
+                                      **model_cost(model, size), "modes": {}}
         latency = {threads: cpu_latencies(files, threads, args.rounds) for threads in (1, 2)}
         for threads in (1, 2):
             report["selfie_segmenter"][f"cpu_seconds_{threads}_thread"] = latency[threads]["selfie"]
@@ -192,13 +220,13 @@ def main(argv=None):
             if key == "selfie":
                 continue
             name, mode = key
-            size = report["models"][name]["inference_size"]
+            size = report["models"][name]["input_size"]
             entry = {"file_bytes": os.path.getsize(path)}
             for threads in (1, 2):
                 seconds = latency[threads][key]
                 entry[f"cpu_seconds_{threads}_thread"] = seconds
                 entry[f"cpu_ratio_to_selfie_{threads}_thread"] = seconds / latency[threads]["selfie"]
-            entry["gpu_accelerator"] = gpu_summary(path, size)
+            entry["gpu_accelerator"] = gpu_summary(path, size, max(3, args.rounds // 3))
             entry["mediapipe"] = mediapipe_scores(path, args.data, args.limit, photo,
                                                   max(5, args.rounds // 3))
             report["models"][name]["modes"][mode] = entry

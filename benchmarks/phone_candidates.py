@@ -67,7 +67,7 @@ def main(argv=None):
         for name, overrides in CANDIDATES.items():
             model = DeFusionNet("phone", backbone_weights=None, **overrides)
             path = os.path.join(folder, f"{name}.tflite")
-            export_lib.export_tflite(model, path, "int8", image_size=SIZE,
+            export_lib.export_tflite(model, path, "int8", image_size=SIZE, input_reduction=1,
                                      calibration_images=photos, metadata=False)
             files[name] = path
             report["candidates"][name] = {

@@ -26,11 +26,14 @@ from keras_defusion.inference.contract import model_inference_size
 from keras_defusion.io import files
 
 
-def layer_errors(model, calibration_dir, size=None, num_calibration=50):
+def layer_errors(model, calibration_dir, size=None, num_calibration=50,
+                 input_reduction=export_lib.DEFAULT_INPUT_REDUCTION):
     """The debugger's per-layer rows, worst first."""
     size = int(size or model_inference_size(model))
-    calibration = export_lib.calibration_photos(calibration_dir, size, num_calibration)
-    with export_lib.tflite_converter(model, "int8", size, calibration) as converter:
+    calibration = export_lib.calibration_photos(calibration_dir, size * input_reduction,
+                                                num_calibration)
+    with export_lib.tflite_converter(model, "int8", size, calibration,
+                                     input_reduction=input_reduction) as converter:
         debugger = tf.lite.experimental.QuantizationDebugger(
             converter=converter, debug_dataset=lambda: ([batch] for batch in calibration))
         debugger.run()
@@ -50,7 +53,8 @@ def layer_errors(model, calibration_dir, size=None, num_calibration=50):
             parsed["rmse_over_scale"] = math.sqrt(rmse) / scale
         rows.append(parsed)
     rows.sort(key=lambda r: -r.get("rmse_over_scale", 0.0))
-    return {"image_size": size, "calibration_photos": len(calibration), "layers": rows}
+    return {"inference_size": size, "input_reduction": input_reduction,
+            "calibration_photos": len(calibration), "layers": rows}
 
 
 def main(argv=None):
@@ -58,12 +62,14 @@ def main(argv=None):
     parser.add_argument("--model", required=True, help="a .keras file or a shipped model's name")
     parser.add_argument("--calibration", required=True, help="a folder of real photos")
     parser.add_argument("--num-calibration", type=int, default=50)
-    parser.add_argument("--image-size", type=int, help="default: the model's inference size")
+    parser.add_argument("--inference-size", type=int, help="default: the model's")
+    parser.add_argument("--input-reduction", type=int, default=export_lib.DEFAULT_INPUT_REDUCTION,
+                        choices=export_lib.INPUT_REDUCTIONS, help="as `keras-defusion export tflite`")
     add_out_arguments(parser)
     args = parse_args_keeping_results(parser, argv)
     model = export_lib.load_model_file(args.model)
-    result = {"model": args.model, **layer_errors(model, args.calibration, args.image_size,
-                                                  args.num_calibration)}
+    result = {"model": args.model, **layer_errors(model, args.calibration, args.inference_size,
+                                                  args.num_calibration, args.input_reduction)}
     files.write_json(args.out, result)
     for row in result["layers"][:5]:
         print(f"{row.get('op_name', '?'):20s} {row.get('tensor_name', '?')[:70]:70s} "

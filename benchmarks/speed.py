@@ -20,17 +20,19 @@ from benchmarks import add_out_arguments
 from benchmarks import parse_args_keeping_results
 
 def count_macs(model, height, width):
-    """Multiply-adds of every Conv2D and Conv2DTranspose for one image.
+    """Multiply-adds of every convolution for one image: Conv2D,
+    Conv2DTranspose, DepthwiseConv2D and SeparableConv2D.
 
     Each convolution's `call` is wrapped for one forward pass to record its
     output shape, nested sublayers included.
     """
     import keras
 
+    kinds = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
     convs = [
         layer
         for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, keras.layers.Conv2D)  # Conv2DTranspose included
+        if isinstance(layer, kinds)  # Conv2DTranspose is a Conv2D
     ]
     out_shapes = {}
     for layer in convs:
@@ -53,6 +55,12 @@ def count_macs(model, height, width):
             # Each input pixel scatters a kh x kw x filters patch.
             pixels = (out_h // layer.strides[0]) * (out_w // layer.strides[1])
             macs += pixels * kh * kw * layer.kernel.shape[-1] * layer.filters
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            _, _, channels, multiplier = layer.kernel.shape
+            macs += out_h * out_w * kh * kw * channels * multiplier
+        elif isinstance(layer, keras.layers.SeparableConv2D):
+            _, _, channels, multiplier = layer.depthwise_kernel.shape
+            macs += out_h * out_w * channels * multiplier * (kh * kw + layer.filters)
         else:
             macs += out_h * out_w * kh * kw * layer.kernel.shape[-2] * layer.filters
     return macs

@@ -42,7 +42,8 @@ class EvaluationError(KerasDefusionError, ValueError):
 
 
 class RuntimeUnavailable(KerasDefusionError, RuntimeError):
-    """A phone runtime (or the Vulkan driver it needs) is not installed here."""
+    """An optional runtime or package is not installed here: a phone runtime,
+    the Vulkan driver it needs, or a baseline's package."""
 
 
 class UsageError(KerasDefusionError, ValueError):

@@ -2,12 +2,7 @@
 
 Commands come from ```bash blocks (one per line, `&&` chains split) and from
 inline code spans that start with `keras-defusion` or `python -m`. Numbers
-quoted from benchmark results carry a marker right after them:
-
-    max-F 0.962<!-- json shipped_cuhk_test.json methods/ours (Keras float32)/max_f -->
-
-(keys separated by "/"; `*1000` after the key path scales, e.g. seconds printed as ms), which
-`quoted_numbers` reads.
+quoted from benchmark results are read by `benchmarks.quoted_numbers`.
 """
 
 import re
@@ -15,7 +10,6 @@ import shlex
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 INLINE = re.compile(r"`([^`]+)`")
-MARKER = re.compile(r"(-?\d+(?:\.\d+)?(?:e-?\d+)?)\**\s*<!-- json (\S+) (.+?)(?:\*(\d+))? -->")
 PROGRAMS = ("keras-defusion ", "python -m ")
 NESTED = ("export",)  # subcommands with their own subcommands (FORMAT)
 
@@ -72,23 +66,3 @@ def flags_of(command):
 
 def split_command(command):
     return shlex.split(command)
-
-
-def quoted_numbers(text):
-    """(printed text, json file, key path, scale) for every marked number."""
-    return [(number, path, keys, int(scale) if scale else 1)
-            for number, path, keys, scale in MARKER.findall(text)]
-
-
-def lookup(document, keys):
-    """`document` at a "/"-separated key path (list indices as numbers)."""
-    value = document
-    for key in keys.split("/"):
-        value = value[int(key)] if isinstance(value, list) else value[key]
-    return value
-
-
-def printed_decimals(number):
-    """Decimals as printed: 0.962 -> 3, 146 -> 0, 4.9e-05 -> mantissa's."""
-    mantissa = number.lower().split("e")[0]
-    return len(mantissa.split(".")[1]) if "." in mantissa else 0

@@ -145,3 +145,14 @@ def test_blur_detector_backend_when_installed():
     blur = get_baseline("hifst-blur-detector")(photo)
     assert blur.shape == gray.shape and 0 <= blur.min() and blur.max() <= 1
     assert blur[:, :256].mean() > blur[:, 256:].mean() + 0.1
+
+
+def test_missing_blur_detector_is_an_error_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "blur_detector", None)  # import fails
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(tmp_path / "a.png")
+    status = baselines.main(["--method", "hifst-blur-detector", "--images", str(tmp_path),
+                             "--out", str(tmp_path / "maps")])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "pip install blur-detector" in err
+    assert "Traceback" not in err and not (tmp_path / "maps").exists()

@@ -8,8 +8,9 @@ from benchmarks import add_out_arguments
 from benchmarks import parse_args_keeping_results
 from tests.conftest import REPO_ROOT
 
+# quoted_numbers rewrites the docs from results; it writes no result itself.
 SCRIPTS = sorted(path for path in (REPO_ROOT / "benchmarks").glob("*.py")
-                 if path.stem != "__init__")
+                 if path.stem not in ("__init__", "quoted_numbers"))
 
 
 def _parser():

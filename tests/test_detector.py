@@ -42,7 +42,10 @@ def artefacts(model, tmp_path_factory):
     keras_path = folder / "model.keras"
     model.save(keras_path)
     version_dir = export_lib.export_saved_model(model, folder / "serving", version=3)
-    tflite_path = export_lib.export_tflite(model, folder / "model.tflite", metadata=False)
+    # The input at the inference size: the same resize as the others, so
+    # the maps agree to float rounding (the default reduction is tested below).
+    tflite_path = export_lib.export_tflite(model, folder / "model.tflite", metadata=False,
+                                           input_reduction=1)
     return {
         "keras": keras_path,
         "serving_base": folder / "serving",
@@ -107,6 +110,22 @@ def test_every_artefact_gives_the_same_map(detector, artefacts, kind, atol):
         reference = detector.detect(rgb)
         harness.assert_map_spread(reference)  # a constant map could not pass
         np.testing.assert_allclose(other.detect(rgb), reference, atol=atol)
+
+
+def test_tflite_that_reduces_its_input(detector, model, tmp_path):
+    """A default TFLite file takes twice the inference size: detect resizes
+    photos to that and gets its maps at the inference size, close to the
+    Keras model's (two resizes are not one)."""
+    path = export_lib.export_tflite(model, tmp_path / "reducing.tflite", metadata=False)
+    reducing = load_detector(path)
+    assert (reducing.inference_size, reducing.input_size) == (SIZE, 2 * SIZE)
+    assert (detector.inference_size, detector.input_size) == (SIZE, SIZE)
+    for rgb in (photo(45, 70), photo(200, 31, seed=1)):
+        reference = detector.detect(rgb)
+        harness.assert_map_spread(reference)
+        blur_map = reducing.detect(rgb)
+        assert blur_map.shape == reference.shape
+        assert np.abs(blur_map - reference).mean() < 0.02
 
 
 def test_saved_model_layouts_resolve_to_the_highest_version(artefacts, tmp_path):
@@ -336,7 +355,7 @@ def test_unloadable_sources(tmp_path, artefacts):
         with pytest.raises(ModelLoadError, match=message) as raised:
             load_detector(source)
         assert str(source) in str(raised.value)
-    with pytest.raises(ValueError, match="takes 48 x 48 only"):
+    with pytest.raises(ValueError, match="runs at 48 x 48 only"):
         load_detector(artefacts["tflite"], image_size=64)
     with pytest.raises(ValueError, match="at least 32"):
         load_detector(artefacts["keras"], image_size=16)

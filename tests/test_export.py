@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 from PIL import Image
+from PIL import ImageOps
 
 from keras_defusion import export as export_lib
 import keras_defusion
@@ -31,6 +32,20 @@ def encode(array, image_format):
 def photos():
     rng = np.random.default_rng(1)
     return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in PHOTO_SHAPES]
+
+
+def exif6_jpeg(big_endian=False):
+    """A 50 x 70 JPEG stored on its side, EXIF orientation 6 (turn 90 clockwise)."""
+    stored = np.ascontiguousarray(np.rot90(photos()[0], 1))  # 70 x 50 as stored
+    order = b"MM\0*\0\0\0\x08" if big_endian else b"II*\0\x08\0\0\0"
+    if big_endian:  # one IFD0 entry: tag 0x0112, SHORT, count 1, value 6
+        entry = b"\0\x01" + b"\x01\x12\0\x03\0\0\0\x01\0\x06\0\0" + b"\0\0\0\0"
+    else:
+        entry = b"\x01\0" + b"\x12\x01\x03\0\x01\0\0\0\x06\0\0\0" + b"\0\0\0\0"
+    buffer = io.BytesIO()
+    Image.fromarray(stored).save(buffer, format="JPEG", quality=95,
+                                 exif=b"Exif\0\0" + order + entry)
+    return buffer.getvalue()
 
 
 def encoded_photos():
@@ -61,9 +76,14 @@ FRESH_PROCESS_SCRIPT = textwrap.dedent(
     # The second batch size of detect_encoded: one image.
     for key, value in encoded_fn(encoded=tf.constant(blobs[:1])).items():
         np.save(os.path.join(work, "encoded1_" + key + ".npy"), value.numpy())
+    with open(os.path.join(work, "extra.json")) as f:
+        extra = {key: bytes.fromhex(h) for key, h in json.load(f).items()}
+    for key, value in encoded_fn(encoded=tf.constant([extra["exif6"]])).items():
+        np.save(os.path.join(work, "exif6_" + key + ".npy"), value.numpy())
     errors = {}
     for name, bad in [("garbage", blobs[:1] + [b"not an image"]), ("empty", [b""]),
-                      ("truncated", [blobs[0][:60]]), ("no_image", [])]:
+                      ("truncated", [blobs[0][:60]]), ("no_image", []),
+                      ("huge", blobs[:1] + [extra["huge"]])]:
         try:
             encoded_fn(encoded=tf.constant(bad, dtype=tf.string))
             errors[name] = None
@@ -96,6 +116,9 @@ def fresh_outputs(export_dir, tmp_path_factory):
     }
     np.savez(work / "inputs.npz", **inputs)
     (work / "encoded.json").write_text(json.dumps([b.hex() for b in encoded_photos()]))
+    harness.write_png_header(work / "huge.png", 12000, 12000)
+    (work / "extra.json").write_text(json.dumps({
+        "huge": (work / "huge.png").read_bytes().hex(), "exif6": exif6_jpeg().hex()}))
     script = work / "run_export.py"
     script.write_text(FRESH_PROCESS_SCRIPT)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -191,6 +214,52 @@ def test_malformed_bytes_fail_with_a_clear_message(fresh_outputs):
     assert "detect_encoded: encoded is empty; send at least one image" in errors["no_image"]
     # A truncated PNG passes the format check; the decoder rejects it.
     assert errors["truncated"] and "PNG" in errors["truncated"]
+
+
+def test_huge_image_refused_from_its_header(fresh_outputs):
+    work, _ = fresh_outputs
+    message = json.loads((work / "errors.json").read_text())["huge"]
+    assert ("detect_encoded: encoded[1] is 12000 x 12000 = 144000000 pixels, over the "
+            f"limit of {export_lib.DEFAULT_MAX_PIXELS} set at export") in message
+
+
+def test_exif_orientation_applied_as_detect_does(model, fresh_outputs):
+    """An orientation-6 JPEG: the map of the upright photo, at its upright size."""
+    import tensorflow as tf
+
+    work, _ = fresh_outputs
+    upright = ImageOps.exif_transpose(Image.open(io.BytesIO(exif6_jpeg())))
+    heights, widths = np.load(work / "exif6_height.npy"), np.load(work / "exif6_width.npy")
+    assert (heights[0], widths[0]) == (upright.height, upright.width) == PHOTO_SHAPES[0]
+    stored = tf.io.decode_image(exif6_jpeg(), channels=3, expand_animations=False).numpy()
+    turned = np.rot90(stored, -1)  # what PIL does for orientation 6
+    small = export_lib.preprocess_photo(turned, SIZE)
+    expected = export_lib.resize_maps(model.inference_model()(small), *PHOTO_SHAPES[0]).numpy()
+    harness.assert_map_spread(expected)
+    np.testing.assert_allclose(np.load(work / "exif6_blur_map.npy"), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_exif_orientation_read_in_both_byte_orders(big_endian):
+    from keras_defusion.export import encoded
+
+    data = exif6_jpeg(big_endian)
+    assert ImageOps.exif_transpose(Image.open(io.BytesIO(data))).size == (70, 50)
+    assert int(encoded.exif_orientation(data)) == 6
+    assert int(encoded.exif_orientation(encode(photos()[0], "JPEG"))) == 1
+    assert [int(v) for v in encoded.header_size(data)] == [70, 50]  # as stored
+
+
+@pytest.mark.parametrize("image_format,options", [
+    ("JPEG", {}), ("PNG", {}), ("GIF", {}), ("BMP", {}), ("WEBP", {"lossless": False}),
+    ("WEBP", {"lossless": True}), ("WEBP", {"exif": b"Exif\0\0II*\0\x08\0\0\0\0\0"}),
+])
+def test_header_size_of_every_format(image_format, options):
+    from keras_defusion.export import encoded
+
+    buffer = io.BytesIO()
+    Image.fromarray(photos()[1]).save(buffer, format=image_format, **options)
+    assert [int(v) for v in encoded.header_size(buffer.getvalue())] == list(PHOTO_SHAPES[1])
 
 
 def test_saved_model_cli_shows_both_signatures(export_dir):
@@ -344,3 +413,18 @@ def test_shipped_model_loads_by_name_for_export():
         pytest.skip("no shipped model in this checkout")
     model = export_lib.load_model_file(pretrained.DEFAULT_MODEL)
     assert model.defusion_config == pretrained.load_pretrained().defusion_config
+
+
+def test_max_pixels_is_configurable_and_recorded(model, tmp_path):
+    import tensorflow as tf
+
+    path = export_lib.export_saved_model(model, tmp_path, max_pixels=3000)
+    metadata = export_lib.load_saved_model_metadata(path)
+    assert metadata["signatures"]["detect_encoded"]["max_pixels"] == 3000
+    detect_encoded = tf.saved_model.load(path).signatures["detect_encoded"]
+    small, large = encoded_photos()[2], encoded_photos()[0]  # 37 x 37, 50 x 70
+    assert detect_encoded(encoded=tf.constant([small]))["height"].numpy().tolist() == [37]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="50 x 70 = 3500 pixels"):
+        detect_encoded(encoded=tf.constant([large]))
+    with pytest.raises(ValueError, match="max_pixels must be a positive whole number"):
+        export_lib.export_saved_model(model, tmp_path / "x", max_pixels=0)

@@ -69,8 +69,9 @@ def test_tiny_exports_run_fully_on_the_gpu(tiny_files, mode):
     """Every op of every mode is delegated. The maps' numbers are checked on
     the shipped models (below): a random tiny model's GPU maps follow the CPU's
     but differ more (mean 0.006-0.015 at 64-128 px, measured in float32)."""
-    photos = np.stack([export_lib.preprocess_photo(p, SIZE)[0] for p in calibration_set(3)])
     path = tiny_files[mode]
+    size = int(export_lib.tflite_io_details(export_lib.load_tflite(path))[0]["shape"][1])
+    photos = np.stack([export_lib.preprocess_photo(p, size)[0] for p in calibration_set(3)])
     run = _run_on_gpu(path, photos.round().astype(_input_dtype(path)), float32=True)
     assert run.fully_accelerated, (run.gpu_ops, run.cpu_ops)
     gpu, cpu = _as_probability(run.gpu_outputs), _as_probability(run.cpu_outputs)
@@ -152,6 +153,10 @@ def test_mediapipe_reads_our_contract(tiny_files, mode):
     assert agree.mean() > 0.98, agree.mean()
 
 
+# The crops of `_photos_of_several_shapes` (3:1 and 1:3, 213 px across).
+STRETCHED = ("photo_5.png", "photo_6.png")
+
+
 def _photos_of_several_shapes(cuhk_dir, folder):
     """CUHK test photos as files: landscape, portrait, wide and tall crops, and
     a JPEG stored on its side with EXIF orientation 6 (rotate 90 clockwise)."""
@@ -180,11 +185,15 @@ def _photos_of_several_shapes(cuhk_dir, folder):
 def test_mediapipe_gives_detects_map_on_shipped_exports(cuhk_dir, tmp_path, mode, name):
     """MediaPipe resizes without antialiasing, detect with; both maps agree.
 
-    Before the shipped model was trained with every resize method, the two
-    differed by 0.03-0.28 per photo (mean 0.14) on these photos; now by
-    0.01-0.11 (mean 0.046), and the phone model's by 0.011-0.031 (mean
-    0.021). Issue 11's target, 0.02 on every photo, is not met yet: the
-    bounds below guard what holds.
+    Both resize the photo to the file's 512 x 512 input, which the file
+    reduces to 256 with the antialiased kernel. Before issue 11 the maps
+    differed by 0.03-0.28 per photo (mean 0.14) on these photos. Whole
+    photos, upright or EXIF-rotated, now differ by at most 0.015 (measured);
+    the 3:1 crops, which MediaPipe must stretch 2.4x, by up to 0.031 (the
+    phone model): MediaPipe samples the photo at pixel corners where
+    `detect` samples at pixel centres (an OpenCV warp without the half-pixel
+    offset reproduces MediaPipe's map), a shift that shows where a photo is
+    enlarged.
     """
     if not export_lib.tflite_metadata_available():
         pytest.skip("tflite-support is not importable: MediaPipe needs float32 metadata")
@@ -204,5 +213,7 @@ def test_mediapipe_gives_detects_map_on_shipped_exports(cuhk_dir, tmp_path, mode
             assert actual.shape == expected.shape, photo_path.name
             errors[photo_path.name] = float(np.abs(actual - expected).mean())
     harness.assert_map_spread(expected)
-    assert np.mean(list(errors.values())) < 0.06, errors
-    assert max(errors.values()) < 0.15, errors
+    whole = {key: error for key, error in errors.items() if key not in STRETCHED}
+    assert max(whole.values()) <= 0.02, errors
+    assert max(errors.values()) <= 0.04, errors
+    assert np.mean(list(errors.values())) <= 0.02, errors

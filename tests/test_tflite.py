@@ -10,10 +10,12 @@ import pytest
 
 from keras_defusion import export as export_lib
 import keras_defusion
+from keras_defusion.errors import UsageError
 from tests import harness
 from tests.conftest import REPO_ROOT
 
 SIZE = 64
+INPUT_SIZE = SIZE * export_lib.DEFAULT_INPUT_REDUCTION
 
 
 def calibration_set(count=6):
@@ -57,7 +59,8 @@ def files(model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def photo_batch():
-    return np.concatenate([export_lib.preprocess_photo(p, SIZE) for p in calibration_set(2)])
+    """Two photos at the files' input size (twice the inference size)."""
+    return np.concatenate([export_lib.preprocess_photo(p, INPUT_SIZE) for p in calibration_set(2)])
 
 
 ALL_FILES = list(export_lib.TFLITE_MODES) + ["int8-io-int8"]
@@ -76,10 +79,48 @@ def test_runs_with_right_shape_and_range(files, photo_batch, key):
 
 
 def test_float32_matches_keras(model, files, photo_batch):
-    expected = model.inference_model()(photo_batch).numpy()
+    expected = model.inference_model()(export_lib.reduce_input(photo_batch, 2)).numpy()
     harness.assert_map_spread(expected)  # a constant map could not pass
     actual = export_lib.run_tflite(export_lib.load_tflite(files["float32"]), photo_batch)
     np.testing.assert_allclose(actual, expected, atol=1e-4)
+
+
+def test_reduction_inside_is_the_antialiased_resize(model, files):
+    """The file's input is twice the inference size: its map of a photo
+    resized there equals the Keras map of the photo resized straight to S,
+    as detect resizes (the antialiased kernel, not just any reduction)."""
+    photos = calibration_set(2)
+    direct = np.concatenate([export_lib.preprocess_photo(p, SIZE) for p in photos])
+    twice = np.concatenate([export_lib.preprocess_photo(p, INPUT_SIZE) for p in photos])
+    expected = model.inference_model()(direct).numpy()
+    harness.assert_map_spread(expected)
+    actual = export_lib.run_tflite(export_lib.load_tflite(files["float32"]), twice)
+    # Resizing twice is not resizing once: close, not equal (measured 4e-3).
+    assert np.abs(actual - expected).mean() < 0.02
+    sidecar = json.loads(open(export_lib.tflite_sidecar_path(files["float32"])).read())
+    assert sidecar["input_reduction"] == 2
+    assert sidecar["input"]["shape"] == [1, INPUT_SIZE, INPUT_SIZE, 3]
+    assert sidecar["output"]["shape"] == [1, SIZE, SIZE, 1]
+
+
+def test_reduce_input_matches_the_antialiased_resize():
+    import tensorflow as tf
+
+    images = np.random.default_rng(0).uniform(0, 255, (2, 40, 24, 3)).astype(np.float32)
+    expected = tf.image.resize(images, [20, 12], antialias=True).numpy()
+    np.testing.assert_allclose(export_lib.reduce_input(images, 2).numpy(), expected, atol=1e-3)
+    assert export_lib.reduce_input(images, 1) is images
+
+
+def test_input_reduction_one_takes_the_inference_size(model, tmp_path):
+    path = export_lib.export_tflite(model, tmp_path / "m.tflite", input_reduction=1,
+                                    metadata=False)
+    photos = np.concatenate([export_lib.preprocess_photo(p, SIZE) for p in calibration_set(2)])
+    expected = model.inference_model()(photos).numpy()
+    actual = export_lib.run_tflite(export_lib.load_tflite(path), photos)
+    np.testing.assert_allclose(actual, expected, atol=1e-4)
+    with pytest.raises(UsageError, match="input_reduction must be one of 1, 2"):
+        export_lib.export_tflite(model, tmp_path / "m3.tflite", input_reduction=3)
 
 
 # Mode -> (mean error / reference std, correlation) bounds. Measured on this
@@ -130,7 +171,7 @@ def test_sidecar(files, key):
     assert sidecar["model_name"] == "defusionnet"
     assert sidecar["keras_defusion_version"] == keras_defusion.__version__
     assert sidecar["mode"] == key.split("-")[0]
-    assert sidecar["input"]["shape"] == [1, SIZE, SIZE, 3]
+    assert sidecar["input"]["shape"] == [1, INPUT_SIZE, INPUT_SIZE, 3]
     assert sidecar["input"]["name"] == "images" and sidecar["output"]["name"] == "blur_map"
     assert "0..255" in sidecar["input"]["range"]
     assert "1 = blurred" in sidecar["output"]["meaning"]
@@ -255,7 +296,7 @@ def test_cli_end_to_end(model_file, tmp_path):
     out = tmp_path / "out" / "blur.tflite"
     done = subprocess.run(
         [sys.executable, "-m", "export.tflite", "--model", str(model_file),
-         "--mode", "dynamic", "--out", str(out), "--size", "96"],
+         "--mode", "dynamic", "--out", str(out), "--size", "96", "--input-reduction", "1"],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
@@ -281,6 +322,7 @@ def test_cli_end_to_end(model_file, tmp_path):
         (["--mode", "float32", "--calibration", "."], "only used by --mode int8"),
         (["--mode", "float32", "--size", "8"], "--inference-size must be at least 32"),
         (["--mode", "float32", "--inference-size", "8"], "--inference-size must be at least 32"),
+        (["--mode", "float32", "--input-reduction", "3"], "--input-reduction: invalid choice: 3"),
     ],
 )
 def test_cli_bad_arguments(model_file, tmp_path, capsys, extra, message):

@@ -17,6 +17,7 @@ from keras_defusion.export.flatbuffer import tflite_op_names
 from keras_defusion.export.metadata import TFLITE_LABEL
 from keras_defusion.export.metadata import read_tflite_metadata_json
 from keras_defusion.export.metadata import tflite_metadata_available
+from keras_defusion.export.saved_model import DEFAULT_MAX_PIXELS
 from keras_defusion.export.saved_model import ENCODED_INPUT
 from keras_defusion.export.saved_model import ENCODED_SIGNATURE
 from keras_defusion.export.saved_model import export_saved_model
@@ -31,9 +32,12 @@ from keras_defusion.export.tflite import parse_tflite_mode
 from keras_defusion.export.tflite import tflite_converter
 from keras_defusion.export.tflite import tflite_sidecar_path
 from keras_defusion.inference.contract import BLUR_MAP_OUTPUT
+from keras_defusion.inference.contract import DEFAULT_INPUT_REDUCTION
 from keras_defusion.inference.contract import IMAGES_INPUT
+from keras_defusion.inference.contract import INPUT_REDUCTIONS
 from keras_defusion.inference.contract import SERVING_SIGNATURE
 from keras_defusion.inference.contract import preprocess_photo
+from keras_defusion.inference.contract import reduce_input
 from keras_defusion.inference.contract import resize_maps
 from keras_defusion.inference.contract import resize_photos
 from keras_defusion.inference.runners import load_saved_model_metadata

@@ -27,9 +27,11 @@ import dataclasses
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -256,6 +258,7 @@ class GpuRun:
         fully_accelerated: every op ran on the GPU accelerator.
         gpu_ops, cpu_ops: the delegate's op counts where it printed them
             (only when some op was refused).
+        gpu_seconds: median seconds of one GPU run (None unless timed).
         gpu_outputs: the model's first output for each input, on the GPU.
         cpu_outputs: the same from LiteRT on the CPU, for comparison.
     """
@@ -263,11 +266,12 @@ class GpuRun:
     fully_accelerated: bool
     gpu_ops: object
     cpu_ops: object
+    gpu_seconds: object
     gpu_outputs: np.ndarray
     cpu_outputs: np.ndarray
 
 
-def run_on_gpu(path, images, allow_cpu=True, float32=False, timeout=600):
+def run_on_gpu(path, images, allow_cpu=True, float32=False, timeout=600, rounds=0):
     """Runs a TFLite file on LiteRT's GPU accelerator and on its CPU.
 
     Runs in a fresh process (see the module docstring), so it works from a
@@ -281,6 +285,8 @@ def run_on_gpu(path, images, allow_cpu=True, float32=False, timeout=600):
             `fully_accelerated` is False) instead of raising.
         float32: float32 compute on the GPU (default: float16).
         timeout: seconds for the whole run.
+        rounds: also time this many GPU runs of the first input, after one
+            warm-up (`GpuRun.gpu_seconds`, the median).
 
     Raises:
         RuntimeUnavailable: no LiteRT `CompiledModel` or no Vulkan driver.
@@ -291,7 +297,7 @@ def run_on_gpu(path, images, allow_cpu=True, float32=False, timeout=600):
         result = os.path.join(folder, "result.npz")
         np.save(inputs, np.asarray(images))
         request = {"model": os.fspath(path), "inputs": inputs, "result": result,
-                   "allow_cpu": allow_cpu, "float32": float32}
+                   "allow_cpu": allow_cpu, "float32": float32, "rounds": rounds}
         # Loads this file by path, under a bare `keras_defusion` package whose
         # __init__ (which loads TensorFlow) never runs; this file imports only
         # the package's TensorFlow-free modules (errors, utils).
@@ -335,8 +341,14 @@ def _gpu_worker(request_json):
     cpu = compile_on_cpu(request["model"])
     gpu_outputs = np.stack([gpu(image[None])[0][0] for image in images])
     cpu_outputs = np.stack([cpu(image[None])[0][0] for image in images])
+    times = []
+    for _ in range(request.get("rounds", 0)):
+        start = time.perf_counter()
+        gpu(images[:1])
+        times.append(time.perf_counter() - start)
     summary = {"fully_accelerated": bool(gpu.fully_accelerated),
-               "gpu_ops": gpu.gpu_ops, "cpu_ops": gpu.cpu_ops}
+               "gpu_ops": gpu.gpu_ops, "cpu_ops": gpu.cpu_ops,
+               "gpu_seconds": statistics.median(times) if times else None}
     np.savez(request["result"], gpu=gpu_outputs, cpu=cpu_outputs,
              summary=json.dumps(summary))
     return 0

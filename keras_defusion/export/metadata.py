@@ -79,7 +79,8 @@ def _embed_task_metadata(model_bytes, image_size, input_dtype):
             ),
             input_md=metadata_info.InputImageTensorMd(
                 name=IMAGES_INPUT,
-                description=f"RGB photo resized to {image_size}x{image_size}, values 0..255",
+                description=f"RGB photo resized to {image_size}x{image_size} by any method, "
+                            "values 0..255",
                 norm_mean=[0.0, 0.0, 0.0],
                 norm_std=[1.0, 1.0, 1.0],
                 color_space_type=metadata_fb.ColorSpaceType.RGB,

@@ -18,15 +18,19 @@ import tempfile
 from keras_defusion.export.common import MODEL_NAME
 from keras_defusion.export.common import _tf_variables
 from keras_defusion.export.common import model_metadata
+from keras_defusion.export.encoded import apply_orientation
+from keras_defusion.export.encoded import exif_orientation
+from keras_defusion.export.encoded import header_size
 from keras_defusion.export.common import serving_model
 from keras_defusion.inference.contract import BLUR_MAP_OUTPUT
 from keras_defusion.inference.contract import CONFIG_ASSET
 from keras_defusion.inference.contract import IMAGES_INPUT
 from keras_defusion.inference.contract import SERVING_SIGNATURE
 from keras_defusion.inference.contract import model_inference_size
-from keras_defusion.io.files import write_json
+from keras_defusion.inference.contract import reduce_input
 from keras_defusion.inference.contract import resize_maps
 from keras_defusion.inference.contract import resize_photos
+from keras_defusion.io.files import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +42,11 @@ ENCODED_INPUT = "encoded"
 
 
 ENCODED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WebP")
+
+
+# detect_encoded's default limit: a 50-MP phone photo passes. Decoding and
+# resizing one takes about 1.5 GB; a larger header is refused before that.
+DEFAULT_MAX_PIXELS = 50_000_000
 
 
 def _encoded_check(encoded, index):
@@ -71,7 +80,21 @@ def _encoded_check(encoded, index):
     return tf.debugging.Assert(known, [message], name="check_image_format")
 
 
-def _serving_root(model, image_size=None, batch_size=None, config_path=None, with_encoded=True):
+def _pixel_check(height, width, index, max_pixels):
+    """An assertion that an image's header declares at most `max_pixels` pixels."""
+    import tensorflow as tf
+
+    pixels = height * width
+    template = (
+        f"{ENCODED_SIGNATURE}: {ENCODED_INPUT}[{{}}] is {{}} x {{}} = {{}} pixels, over the "
+        f"limit of {max_pixels} set at export (max_pixels, --max-pixels); send a smaller image"
+    )
+    message = tf.strings.format(template, (index, height, width, pixels))
+    return tf.debugging.Assert(pixels <= max_pixels, [message], name="check_pixel_count")
+
+
+def _serving_root(model, image_size=None, batch_size=None, config_path=None, with_encoded=True,
+                  input_reduction=1, max_pixels=DEFAULT_MAX_PIXELS):
     """The SavedModel's root `tf.Module`: its functions and tracked variables.
 
     The Keras model lives in the functions' closures only, so the SavedModel
@@ -84,6 +107,10 @@ def _serving_root(model, image_size=None, batch_size=None, config_path=None, wit
         batch_size: static N of `serve`'s input, or None (any).
         config_path: a JSON file to store as an asset.
         with_encoded: also build `detect_encoded`.
+        input_reduction: `serve` takes [N, k * S, k * S, 3] and reduces it to
+            S inside (`reduce_input`); needs a static `image_size` S.
+        max_pixels: `detect_encoded` refuses an image whose header declares
+            more pixels, before decoding it.
     """
     import tensorflow as tf
 
@@ -95,10 +122,13 @@ def _serving_root(model, image_size=None, batch_size=None, config_path=None, wit
     if config_path is not None:
         root.config_file = tf.saved_model.Asset(config_path)
 
-    image_shape = [batch_size, image_size, image_size, 3]
+    if input_reduction != 1 and image_size is None:
+        raise ValueError("input_reduction needs a fixed image_size")
+    input_side = None if image_size is None else image_size * input_reduction
+    image_shape = [batch_size, input_side, input_side, 3]
 
     def serve(images):
-        maps = keras_model(images, training=False)
+        maps = keras_model(reduce_input(images, input_reduction), training=False)
         return {BLUR_MAP_OUTPUT: tf.identity(maps, name=BLUR_MAP_OUTPUT)}
 
     root.serve = tf.function(
@@ -120,7 +150,11 @@ def _serving_root(model, image_size=None, batch_size=None, config_path=None, wit
         def decode(args):
             data, index = args
             with tf.control_dependencies([_encoded_check(data, index)]):
+                height, width = header_size(data)
+            with tf.control_dependencies([_pixel_check(height, width, index, max_pixels)]):
                 image = tf.io.decode_image(data, channels=3, expand_animations=False)
+            # Upright, as `detect` turns photos (most phone JPEGs carry the tag).
+            image = apply_orientation(image, exif_orientation(data))
             shape = tf.shape(image)[:2]
             return resize_photos(image, size), shape
 
@@ -174,7 +208,8 @@ def saved_model_dir(base_dir, name=MODEL_NAME, version=1):
     return os.path.join(os.fspath(base_dir), name, str(int(version)))
 
 
-def export_saved_model(model, base_dir, name=MODEL_NAME, version=1, overwrite=False):
+def export_saved_model(model, base_dir, name=MODEL_NAME, version=1, overwrite=False,
+                       max_pixels=DEFAULT_MAX_PIXELS):
     """Writes a SavedModel for TF Serving at `<base_dir>/<name>/<version>/`.
 
     The export is written to a hidden folder beside the target and renamed
@@ -187,14 +222,21 @@ def export_saved_model(model, base_dir, name=MODEL_NAME, version=1, overwrite=Fa
         name: the model's name (a folder).
         version: a positive integer.
         overwrite: replace an existing version instead of failing.
+        max_pixels: `detect_encoded` refuses images whose header declares more
+            pixels (height x width), before decoding them; stored in the
+            SavedModel and in its `assets/defusion_config.json`.
 
     Returns:
         The path of the version folder.
 
     Raises:
         FileExistsError: the version exists and `overwrite` is False.
+        ValueError: `max_pixels` is not a positive whole number.
     """
     import tensorflow as tf
+
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive whole number, got {max_pixels!r}")
 
     target = saved_model_dir(base_dir, name, version)
     if os.path.exists(target) and not overwrite:
@@ -219,6 +261,8 @@ def export_saved_model(model, base_dir, name=MODEL_NAME, version=1, overwrite=Fa
                 },
                 ENCODED_SIGNATURE: {
                     "inputs": {ENCODED_INPUT: "string [N], JPEG/PNG/GIF/BMP/WebP bytes"},
+                    "max_pixels": max_pixels,
+                    "exif_orientation": "applied: maps follow the upright photo",
                     "outputs": {
                         BLUR_MAP_OUTPUT: "float32 [N, Hmax, Wmax, 1], each map at its "
                         "photo's size, padded with 0",
@@ -229,7 +273,7 @@ def export_saved_model(model, base_dir, name=MODEL_NAME, version=1, overwrite=Fa
             },
         )
         write_json(config_path, metadata)
-        root = _serving_root(model, config_path=config_path)
+        root = _serving_root(model, config_path=config_path, max_pixels=max_pixels)
         signatures = {
             SERVING_SIGNATURE: root.serve.get_concrete_function(),
             ENCODED_SIGNATURE: root.detect_encoded.get_concrete_function(),

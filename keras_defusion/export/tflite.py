@@ -1,7 +1,8 @@
 """TFLite export for phones.
 
-TFLite files have a fixed input [1, S, S, 3] named `images`, one signature
-`serving_default` returning `blur_map` (the conventions of
+TFLite files have a fixed input [1, k * S, k * S, 3] named `images` (k the
+`input_reduction`, reduced to S inside), one signature `serving_default`
+returning `blur_map` [1, S, S, 1] (the conventions of
 `keras_defusion.inference.contract`), builtin ops only, a JSON sidecar
 `<file>.json`, and (when tflite-support is importable) metadata that the
 Android/iOS Task library `ImageSegmenter` reads.
@@ -28,8 +29,10 @@ from keras_defusion.inference.contract import BLUR_MAP_OUTPUT
 from keras_defusion.inference.contract import IMAGES_INPUT
 from keras_defusion.inference.contract import NORMALIZATION
 from keras_defusion.inference.contract import OUTPUT_MEANING
+from keras_defusion.inference.contract import DEFAULT_INPUT_REDUCTION
 from keras_defusion.inference.contract import SERVING_SIGNATURE
 from keras_defusion.inference.contract import check_inference_size
+from keras_defusion.inference.contract import check_input_reduction
 from keras_defusion.inference.contract import model_inference_size
 from keras_defusion.inference.contract import preprocess_photo
 from keras_defusion.inference.runners import _tensor_quantization
@@ -124,6 +127,15 @@ def calibration_photos(source, size, limit=DEFAULT_NUM_CALIBRATION):
     return batches
 
 
+_RESIZE_NOTES = {
+    False: "to a square (aspect ratio not kept); detect uses antialiased bilinear",
+    True: "to a square (aspect ratio not kept), any method: the file reduces it "
+          "to the inference size with the antialiased resize's kernel inside, so "
+          "plain bilinear (MediaPipe), area, nearest or bicubic give nearly the "
+          "map of detect's antialiased resize",
+}
+
+
 def tflite_sidecar_path(out_path):
     """The JSON sidecar of a TFLite file: `<out_path>.json`."""
     return os.fspath(out_path) + ".json"
@@ -145,17 +157,21 @@ def _pin_input_range(batches):
 
 
 @contextlib.contextmanager
-def tflite_converter(model, mode, image_size, calibration=None, io_dtype="uint8"):
+def tflite_converter(model, mode, image_size, calibration=None, io_dtype="uint8",
+                     input_reduction=1):
     """A configured `tf.lite.TFLiteConverter` for the fixed-size serving graph.
 
     A context manager: the converter reads a temporary SavedModel, removed on
-    exit. `calibration` (for int8) is a list of float batches [1, S, S, 3].
+    exit. `image_size` is the inference size S; the graph's input is
+    `input_reduction` times it. `calibration` (for int8) is a list of float
+    batches at the input's size.
     """
     import tensorflow as tf
 
     mode = parse_tflite_mode(mode)
     with tempfile.TemporaryDirectory() as folder:
-        root = _serving_root(model, image_size=image_size, batch_size=1, with_encoded=False)
+        root = _serving_root(model, image_size=image_size, batch_size=1, with_encoded=False,
+                             input_reduction=input_reduction)
         tf.saved_model.save(
             root, folder, signatures={SERVING_SIGNATURE: root.serve.get_concrete_function()}
         )
@@ -177,8 +193,9 @@ def tflite_converter(model, mode, image_size, calibration=None, io_dtype="uint8"
         yield converter
 
 
-def _convert(model, mode, image_size, calibration, io_dtype):
-    with tflite_converter(model, mode, image_size, calibration, io_dtype) as converter:
+def _convert(model, mode, image_size, calibration, io_dtype, input_reduction):
+    with tflite_converter(model, mode, image_size, calibration, io_dtype,
+                          input_reduction) as converter:
         try:
             return converter.convert()
         except Exception as error:
@@ -197,8 +214,9 @@ def export_tflite(
     num_calibration=DEFAULT_NUM_CALIBRATION,
     metadata=True,
     image_size=None,
+    input_reduction=DEFAULT_INPUT_REDUCTION,
 ):
-    """Writes a TFLite file with a fixed input [1, S, S, 3] and its JSON sidecar.
+    """Writes a TFLite file with a fixed input [1, k * S, k * S, 3] and its sidecar.
 
     Args:
         model: a `keras_defusion.DeFusionNet`.
@@ -216,6 +234,11 @@ def export_tflite(
         metadata: embed Task library metadata when tflite-support is
             importable (a logged note when it is not).
         image_size: the old name of `inference_size`.
+        input_reduction: k, one of `INPUT_REDUCTIONS`. With 2 (the default)
+            the input is twice the inference size and the file reduces it
+            with the antialiased resize's kernel inside, so callers that
+            resize without antialiasing (MediaPipe, `tf.image.resize`,
+            OpenCV) get the map `detect` gives; 1 takes S x S as is.
 
     Returns:
         `out_path`.
@@ -230,15 +253,17 @@ def export_tflite(
     size = check_inference_size(inference_size) if inference_size else model_inference_size(model)
     if io_dtype not in IO_DTYPES:
         raise ValueError(f"io_dtype must be one of {IO_DTYPES}, got {io_dtype!r}")
+    input_reduction = check_input_reduction(input_reduction)
+    input_side = size * input_reduction
     calibration = None
     if mode is TFLiteMode.INT8:
         if calibration_images is None:
             raise ValueError(
                 "int8 mode needs calibration_images: a folder of real photos (or an iterable)"
             )
-        calibration = calibration_photos(calibration_images, size, num_calibration)
+        calibration = calibration_photos(calibration_images, input_side, num_calibration)
 
-    model_bytes = _convert(model, mode, size, calibration, io_dtype)
+    model_bytes = _convert(model, mode, size, calibration, io_dtype, input_reduction)
     ops = check_builtin_ops(model_bytes)
     requantizing = requantizing_data_ops(model_bytes)
     if requantizing:
@@ -255,7 +280,7 @@ def export_tflite(
     metadata_note = "not requested"
     embedded = False
     if metadata:
-        with_metadata, metadata_note = _embed_task_metadata(model_bytes, size, input_dtype)
+        with_metadata, metadata_note = _embed_task_metadata(model_bytes, input_side, input_dtype)
         if with_metadata is not None:
             model_bytes, embedded = with_metadata, True
             metadata_note = "ImageSegmenter metadata (tflite-support); read as CONFIDENCE_MASK"
@@ -279,17 +304,15 @@ def export_tflite(
         file_bytes=len(model_bytes),
         sha256=hashlib.sha256(model_bytes).hexdigest(),
         signature=SERVING_SIGNATURE,
+        input_reduction=input_reduction,
         input={
             "name": IMAGES_INPUT,
-            "shape": [1, size, size, 3],
+            "shape": [1, input_side, input_side, 3],
             "dtype": input_dtype,
             "color": "RGB",
             "range": "0..255",
             "normalization": NORMALIZATION,
-            "resize": "to a square (aspect ratio not kept); detect uses antialiased "
-                      "bilinear, and models trained with every resize method (the "
-                      "shipped ones) give nearly the same map for plain bilinear, "
-                      "area, nearest or bicubic",
+            "resize": _RESIZE_NOTES[input_reduction > 1],
             "quantization": _tensor_quantization(input_details),
         },
         output={

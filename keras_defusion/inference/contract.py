@@ -9,6 +9,11 @@ Shared by the detector, the SavedModel signatures and the TFLite exporter:
   size the model was saved with) with `resize_photos`
   (bilinear, antialiased, clipped to 0..255, as training resizes), and its
   map comes back to the photo's size with `resize_maps` (bilinear).
+- A TFLite file's input can be `input_reduction` times the inference size:
+  the caller's resize (MediaPipe's, say: plain bilinear) then only shrinks
+  the photo mildly, and `reduce_input`, inside the file, does the
+  antialiased reduction to the inference size. The map stays at the
+  inference size.
 - Every exported output is named `blur_map`: the blur probability per pixel,
   float32 0..1, 1 = blurred (out of focus).
 """
@@ -22,6 +27,14 @@ from keras_defusion.models.defusionnet.config import FUSED  # noqa: F401 (the co
 # were recorded), and the smallest the encoders' stride of 32 allows.
 DEFAULT_INFERENCE_SIZE = 320
 MIN_INFERENCE_SIZE = 32
+
+
+# Factors a TFLite file's input may exceed the inference size by (1: none).
+# Even factors only: their antialiasing kernel is centred with whole-pixel
+# padding. 2 is the default: the map then hardly depends on how the photo
+# was resized (README, "Phones").
+INPUT_REDUCTIONS = (1, 2)
+DEFAULT_INPUT_REDUCTION = 2
 
 
 SERVING_SIGNATURE = "serving_default"
@@ -65,6 +78,58 @@ def resize_photos(images, size):
     images = tf.cast(images, tf.float32)
     resized = tf.image.resize(images, [size, size], method="bilinear", antialias=True)
     return tf.clip_by_value(resized, 0.0, 255.0)
+
+
+def check_input_reduction(factor, name="input_reduction"):
+    """`factor` as an int, or UsageError when it is not one of `INPUT_REDUCTIONS`."""
+    if isinstance(factor, bool) or factor not in INPUT_REDUCTIONS:
+        choices = ", ".join(str(f) for f in INPUT_REDUCTIONS)
+        raise UsageError(f"{name} must be one of {choices}, got {factor!r}")
+    return int(factor)
+
+
+def _tent_taps(factor):
+    """1-D weights of an antialiased bilinear downscale by an even `factor`."""
+    taps = np.array([1.0 - abs((i + 0.5 - factor) / factor) for i in range(2 * factor)])
+    return (taps / taps.sum()).astype(np.float32)
+
+
+def reduce_input(images, factor):
+    """Downscales photos by a whole factor, as `resize_photos` would.
+
+    The kernel of `tf.image.resize(..., antialias=True)` at an exact factor
+    (a triangle of radius `factor` pixels), written with builtin TFLite ops
+    that a GPU delegate and int8 take: zero padding, a strided depthwise
+    convolution, and two multiplications that renormalise the border rows
+    and columns (as the antialiased resize does), so it matches that
+    resize to float rounding.
+
+    Args:
+        images: float32 [N, factor * S, factor * S, 3], RGB 0..255.
+        factor: one of `INPUT_REDUCTIONS`.
+
+    Returns:
+        float32 tensor [N, S, S, 3].
+    """
+    import tensorflow as tf
+
+    factor = check_input_reduction(factor)
+    if factor == 1:
+        return images
+    taps = _tent_taps(factor)
+    kernel = np.outer(taps, taps)[:, :, None, None] * np.ones((1, 1, 3, 1), np.float32)
+    pad = factor // 2
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    reduced = tf.nn.depthwise_conv2d(padded, kernel, [1, factor, factor, 1], "VALID")
+    height, width = images.shape[1] // factor, images.shape[2] // factor
+    # Weight that fell inside the photo, per output row and column.
+    inside = 1.0 - taps[:pad].sum()
+    rows = np.ones(height, np.float32)
+    rows[[0, -1]] = 1.0 / inside
+    cols = np.ones(width, np.float32)
+    cols[[0, -1]] = 1.0 / inside
+    reduced = reduced * rows[None, :, None, None]
+    return reduced * cols[None, None, :, None]
 
 
 def resize_maps(maps, height, width):

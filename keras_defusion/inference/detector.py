@@ -60,16 +60,19 @@ class Detector:
     their EXIF orientation applied, so maps follow the upright photo.
 
     Attributes:
-        inference_size: S, the square size the network runs at
-            (`image_size` is its old name).
+        inference_size: S, the square size the network runs at and its
+            maps come out at (`image_size` is its old name).
+        input_size: the square size photos are resized to: S, or k * S for
+            a TFLite file that reduces its input by k inside.
         kind: `"keras"`, `"saved_model"` or `"tflite"`.
         source: what it was loaded from (a path, name or model description).
         output_names: names of the maps `detect(..., outputs="all")` returns.
     """
 
-    def __init__(self, runner, inference_size, kind, source):
+    def __init__(self, runner, inference_size, kind, source, input_size=None):
         self._runner = runner
         self.inference_size = inference_size
+        self.input_size = input_size or inference_size
         self.kind = kind
         self.source = source
 
@@ -137,12 +140,12 @@ class Detector:
     # (`keras-defusion detect` decodes, resizes and writes in threads).
 
     def prepare(self, image):
-        """A photo resized for the network: (float32 [S, S, 3], its (H, W))."""
+        """A photo resized for the network: (float32 [I, I, 3] at `input_size`, its (H, W))."""
         rgb = to_rgb(image)
-        return resize_image(rgb, self.inference_size), tuple(rgb.shape[:2])
+        return resize_image(rgb, self.input_size), tuple(rgb.shape[:2])
 
     def run_prepared(self, batch, outputs=None):
-        """The network on prepared photos [N, S, S, 3]: a map [S, S] (or a dict) each."""
+        """The network on prepared photos [N, I, I, 3]: a map [S, S] (or a dict) each."""
         names = self._output_selection(outputs)
         predicted = self._runner.predict(np.asarray(batch, np.float32), names)
         maps = [{name: predicted[name][i] for name in names} for i in range(len(batch))]
@@ -412,9 +415,9 @@ def _saved_model_detector(path, image_size):
 
 def _tflite_detector(path, image_size):
     runner = _TFLiteRunner(path)
-    if image_size is not None and image_size != runner.size:
+    if image_size is not None and image_size != runner.output_size:
         raise ValueError(
-            f"{path}: the TFLite model takes {runner.size} x {runner.size} only, "
-            f"not {image_size}"
+            f"{path}: the TFLite model runs at {runner.output_size} x {runner.output_size} "
+            f"only, not {image_size}"
         )
-    return Detector(runner, runner.size, "tflite", path)
+    return Detector(runner, runner.output_size, "tflite", path, input_size=runner.size)

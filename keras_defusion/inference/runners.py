@@ -50,10 +50,12 @@ def run_tflite(interpreter, images):
 
     Args:
         interpreter: from `load_tflite`.
-        images: float array [N, S, S, 3], RGB 0..255 at the file's size.
+        images: float array [N, H, W, 3], RGB 0..255 at the file's input
+            size (k * S for a file with input reduction k).
 
     Returns:
-        float32 array [N, S, S, 1] of blur probabilities.
+        float32 array [N, S, S, 1] of blur probabilities, at the file's
+        output size S.
     """
     runner = interpreter.get_signature_runner(SERVING_SIGNATURE)
     input_details, output_details = tflite_io_details(interpreter)
@@ -219,12 +221,20 @@ class _TFLiteRunner:
                 f"{IMAGES_INPUT!r} to {BLUR_MAP_OUTPUT!r} (as keras-defusion exports); "
                 f"it has {signatures}"
             )
-        input_detail, _ = tflite_io_details(self.interpreter)
+        input_detail, output_detail = tflite_io_details(self.interpreter)
         shape = tuple(int(d) for d in input_detail["shape"])
         self.size = _square_size(shape)
         if shape[0] != 1 or shape[-1] != 3 or self.size is None:
             raise ModelLoadError(
                 f"{path}: TFLite input must be [1, S, S, 3], got {list(shape)}"
+            )
+        out_shape = tuple(int(d) for d in output_detail["shape"])
+        # The map's side: the input's, or smaller when the file reduces its input.
+        self.output_size = _square_size(out_shape[:3] + (3,))
+        if self.output_size is None or self.size % self.output_size:
+            raise ModelLoadError(
+                f"{path}: TFLite output must be a square map [1, S, S, 1] with S "
+                f"dividing the input's {self.size}, got {list(out_shape)}"
             )
 
     def predict(self, batch, names):

@@ -17,9 +17,12 @@ import pathlib
 import sys
 import time
 
-from keras_defusion.io import images as image_io
+from keras_defusion.errors import EXIT_ERROR
+from keras_defusion.errors import KerasDefusionError
 from keras_defusion.evaluation.baselines.hifst import hifst_blur_map
+from keras_defusion.evaluation.baselines.hifst import import_blur_detector
 from keras_defusion.evaluation.baselines.lbp import lbp_blur_map
+from keras_defusion.io import images as image_io
 
 METHODS = ("lbp", "hifst")
 # Needs the `hifst` install extra (PyPI `blur-detector`, a DCT multiscale
@@ -34,6 +37,7 @@ def get_baseline(method):
     if method == "hifst":
         return hifst_blur_map
     if method == "hifst-blur-detector":
+        import_blur_detector()  # fail before any photo, saying how to install it
         return functools.partial(hifst_blur_map, backend="blur-detector")
     raise ValueError(
         f"unknown baseline {method!r}; choose from {METHODS + OPTIONAL_METHODS}"
@@ -114,9 +118,9 @@ def main(argv=None):
         report = run_on_folder(
             args.method, args.images, args.out, overwrite=not args.skip_existing, log=log
         )
-    except FileNotFoundError as e:
+    except (FileNotFoundError, KerasDefusionError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     timing = report["seconds_per_image"]
     timing_text = f", {timing:.2f} s per image" if timing is not None else ""
     print(f"{args.method}: wrote {len(report['written'])} maps to {args.out}{timing_text}; "

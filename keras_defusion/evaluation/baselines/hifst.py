@@ -26,6 +26,7 @@ import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
 
+from keras_defusion.errors import RuntimeUnavailable
 from keras_defusion.evaluation.baselines.lbp import normalise
 from keras_defusion.evaluation.baselines.lbp import to_gray
 from keras_defusion.evaluation.metrics import resize_bilinear
@@ -158,13 +159,20 @@ def hifst_blur_map(image, scales=DEFAULT_SCALES, stride=4, backend="numpy"):
     return (1.0 - normalise(full)).astype(np.float32)
 
 
-def _blur_detector_map(gray):
+def import_blur_detector():
+    """The optional `blur_detector` module, or RuntimeUnavailable saying how to install it."""
     try:
         import blur_detector
     except ImportError as e:
-        raise ImportError(
-            "backend='blur-detector' needs the optional package: "
-            "pip install blur-detector 'scikit-image<0.27' opencv-python-headless"
+        raise RuntimeUnavailable(
+            "the hifst-blur-detector baseline needs the optional package blur-detector: "
+            "pip install blur-detector 'scikit-image<0.27' opencv-python-headless "
+            "(or the hifst extra: pip install -e .[hifst])"
         ) from e
+    return blur_detector
+
+
+def _blur_detector_map(gray):
+    blur_detector = import_blur_detector()
     sharp = blur_detector.detectBlur(np.round(gray * 255).astype(np.uint8), show_progress=False)
     return (1.0 - normalise(np.asarray(sharp, dtype=np.float64))).astype(np.float32)
