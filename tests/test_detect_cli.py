@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import shutil
 
 import numpy as np
 import pytest
@@ -135,15 +136,66 @@ def test_existing_outputs_are_kept_without_overwrite(model_path, tmp_path, capsy
     assert "skipped" in stderr and str(path) in stderr and "1 skipped" in stdout
     assert image_size(map_path)[0] == (3, 3)
 
-    # A new kind of output (masks) is added; existing files are still kept.
-    status, _, stderr = run_detect(
-        capsys, path, "--out", out, "--model", model_path, "--threshold", "0.3"
-    )
-    assert status == 0 and (out / "masks" / "shot.png").is_file()
-    assert "kept existing" in stderr and image_size(map_path)[0] == (3, 3)
-
     status, _, _ = run_detect(capsys, path, "--out", out, "--model", model_path, "--overwrite")
     assert status == 0 and image_size(map_path)[0] == (52, 40)
+
+
+def test_outputs_made_otherwise_are_made_again(model_path, tmp_path, capsys):
+    """A different photo under a used name, or another threshold or model:
+    every output of that name is made again, never mixed with old ones."""
+    path = save_photo(tmp_path / "in" / "shot.jpg", 40, 52)
+    out = tmp_path / "out"
+    assert run_detect(capsys, path, "--out", out, "--model", model_path)[0] == 0
+    map_path = out / "maps" / "shot.png"
+    image_io.save_png(map_path, np.zeros((3, 3), np.uint8))  # a marker
+
+    # Masks asked for: the overlays depend on the threshold, so all is remade.
+    status, stdout, stderr = run_detect(
+        capsys, path, "--out", out, "--model", model_path, "--threshold", "0.3")
+    assert status == 0 and (out / "masks" / "shot.png").is_file()
+    assert "made with a different threshold" in stderr and "1 of them made again" in stdout
+    assert image_size(map_path)[0] == (52, 40)
+
+    # Another photo with the same name.
+    image_io.save_png(map_path, np.zeros((3, 3), np.uint8))
+    save_photo(path, 60, 30, seed=7)
+    status, _, stderr = run_detect(
+        capsys, path, "--out", out, "--model", model_path, "--threshold", "0.3")
+    assert status == 0 and "made with a different sha256" in stderr
+    assert image_size(map_path)[0] == (30, 60)
+    for kind in ("overlays", "panels"):
+        assert image_size(out / kind / "shot.jpg")[0][1] == 60  # (width, height)
+    assert image_size(out / "masks" / "shot.png")[0] == (30, 60)
+
+    # Another model file.
+    other = tmp_path / "other.keras"
+    shutil.copyfile(model_path, other)
+    image_io.save_png(map_path, np.zeros((3, 3), np.uint8))
+    status, _, stderr = run_detect(
+        capsys, path, "--out", out, "--model", other, "--threshold", "0.3")
+    assert status == 0 and "made with a different model" in stderr
+    assert image_size(map_path)[0] == (30, 60)
+
+    # The same again: skipped.
+    status, stdout, _ = run_detect(
+        capsys, path, "--out", out, "--model", other, "--threshold", "0.3")
+    assert status == 0 and "1 skipped" in stdout
+
+
+def test_recursive_search_skips_earlier_outputs(model_path, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    for index in range(3):
+        save_photo(photos / f"p{index}.jpg", 40, 36, seed=index)
+    first = photos / "results"  # an earlier run's outputs inside the photo folder
+    assert run_detect(capsys, photos, "--out", first, "--model", model_path)[0] == 0
+    status, stdout, _ = run_detect(
+        capsys, photos, "-r", "--out", tmp_path / "again", "--model", model_path)
+    assert status == 0 and stdout.startswith("3 input(s): 3 photo(s) done")
+    assert sorted(p.name for p in (tmp_path / "again" / "maps").iterdir()) == [
+        "p0.png", "p1.png", "p2.png"]
+    # Named as input, an output folder is refused with a reason.
+    status, _, stderr = run_detect(capsys, first, "--out", tmp_path / "x", "--model", model_path)
+    assert status == 1 and "holds the outputs of an earlier" in stderr
 
 
 def test_every_bad_input_is_named_and_the_rest_processed(model_path, tmp_path, capsys):

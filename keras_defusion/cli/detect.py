@@ -12,6 +12,13 @@ For each photo, under the output folder:
 e.g. `a/img.jpg` and `b/img.png`) all get `<stem>__<parent folder>`; a name
 still taken gets `__2`, `__3`, ... in input order.
 
+The folder also holds `.keras-defusion-detect.json`
+(`keras_defusion.io.provenance`): what made each output (the photo's
+SHA-256, the model, the sizes, the threshold). A re-run keeps outputs only
+when they were made from the same photo bytes, model and settings, and
+makes them again otherwise; and searching folders skips folders that hold
+this file, so earlier outputs are never read as photos.
+
 Library use:
     detector = load_detector("model.keras")
     summary = detect_paths(["photos/"], "out", detector, threshold=0.5)
@@ -34,6 +41,7 @@ from keras_defusion.errors import UsageError
 from keras_defusion.inference.contract import check_inference_size
 from keras_defusion.io import files
 from keras_defusion.io import images as image_io
+from keras_defusion.io import provenance
 from keras_defusion.io import visualize
 
 PICTURE_FORMATS = {"jpg": "JPEG", "png": "PNG"}
@@ -52,7 +60,11 @@ class DetectSummary:
     Attributes:
         out_dir: the output folder.
         written: (photo path, output name) of each photo with outputs written.
-        skipped: photos whose outputs all existed (not run; see `overwrite`).
+        skipped: photos whose outputs all existed, made from the same photo,
+            model and settings (not run; see `overwrite`).
+        remade: (photo, reason) of photos whose existing outputs were made
+            from other bytes, another model or other settings, and were
+            made again.
         failures: (path or pattern, message) of each input that failed.
         ignored: files in the given folders without an image extension.
         seconds: wall time of the detection and writing.
@@ -62,6 +74,7 @@ class DetectSummary:
     out_dir: pathlib.Path
     written: list = dataclasses.field(default_factory=list)
     skipped: list = dataclasses.field(default_factory=list)
+    remade: list = dataclasses.field(default_factory=list)
     failures: list = dataclasses.field(default_factory=list)
     ignored: int = 0
     seconds: float = 0.0
@@ -79,6 +92,9 @@ class DetectSummary:
         """The end-of-run report: counts, time per photo, failures."""
         count = len(self.written) + len(self.skipped) + len(self.failures)
         parts = [f"{len(self.written)} photo(s) done"]
+        if self.remade:
+            parts.append(f"{len(self.remade)} of them made again (their old outputs came "
+                         "from another photo, model or setting)")
         if self.skipped:
             parts.append(
                 f"{len(self.skipped)} skipped (outputs exist; --overwrite replaces them)"
@@ -107,6 +123,8 @@ def collect_photos(paths, recursive=False, exclude_dir=None):
         recursive: search folders' subfolders too.
         exclude_dir: files under this folder are left out (the output
             folder, so a re-run does not detect blur in its own maps).
+            Folders that an earlier `detect` wrote (`provenance.MANIFEST_FILE`)
+            are left out of folder searches as well.
 
     Returns:
         (photos, failures, ignored): photo paths in input order without
@@ -125,16 +143,35 @@ def collect_photos(paths, recursive=False, exclude_dir=None):
             seen.add(resolved)
             photos.append(path)
 
+    outputs = {}
+
+    def in_outputs(entry, top):
+        """Whether a file lies in a folder an earlier `detect` wrote (under `top`)."""
+        for parent in entry.relative_to(top).parents:
+            folder = top / parent
+            if folder not in outputs:
+                outputs[folder] = provenance.is_output_folder(folder)
+            if outputs[folder]:
+                return True
+        return False
+
     def add_folder(folder):
         nonlocal ignored
-        photos_here = image_io.list_images(folder, recursive)
+        if provenance.is_output_folder(folder):
+            failures.append((str(folder), f"{folder}: holds the outputs of an earlier "
+                             "`keras-defusion detect`, not photos (name its files to run "
+                             "on them anyway)"))
+            return
+        photos_here = [entry for entry in image_io.list_images(folder, recursive)
+                       if not in_outputs(entry, folder)]
         for entry in photos_here:
             add(entry)
         found = bool(photos_here)
         entries = folder.rglob("*") if recursive else folder.iterdir()
         ignored += sum(
             1 for entry in entries
-            if entry.is_file() and not image_io.is_hidden(entry) and not image_io.is_image_file(entry)
+            if entry.is_file() and not image_io.is_hidden(entry)
+            and not image_io.is_image_file(entry) and not in_outputs(entry, folder)
         )
         if not found:
             hint = "" if recursive else " (--recursive searches subfolders)"
@@ -250,7 +287,9 @@ def detect_paths(
         threshold: also write binary masks at this threshold (0..1); the
             overlays then tint only pixels at or above it.
         overwrite: replace existing outputs; otherwise they are kept, and a
-            photo whose outputs all exist is skipped.
+            photo whose outputs all exist, made from the same photo bytes,
+            model and settings, is skipped (outputs made otherwise are made
+            again).
         recursive: search folders' subfolders too.
         batch_size: photos per network call.
         picture_format: `"jpg"` or `"png"` for overlays and panels.
@@ -284,14 +323,30 @@ def detect_paths(
     )
     for _, message in failures:
         report(f"error: {message}")
+    manifest = provenance.OutputManifest(out_dir)
+    settings = {"model": provenance.model_fingerprint(detector.source), "kind": detector.kind,
+                "inference_size": detector.inference_size, "input_size": detector.input_size,
+                "threshold": threshold}
+    with concurrent.futures.ThreadPoolExecutor(WORKER_THREADS) as pool:
+        checksums = list(pool.map(_checksum, photos))
     todo = []
-    for photo, name in zip(photos, output_names(photos)):
+    for photo, name, checksum in zip(photos, output_names(photos), checksums):
         targets = output_paths(out_dir, name, threshold, picture_format)
-        if not overwrite and all(path.exists() for path in targets.values()):
+        record = {"sha256": checksum, **settings}
+        existing = [path for path in targets.values() if path.exists()]
+        remake = bool(existing) and not overwrite and not manifest.matches(name, record)
+        if existing and not overwrite and not remake and len(existing) == len(targets):
             summary.skipped.append(photo)
             report(f"skipped {photo}: its outputs exist in {out_dir} (--overwrite replaces them)")
-        else:
-            todo.append((photo, name, targets))
+            continue
+        if remake:
+            reason = manifest.describe_mismatch(name, record)
+            summary.remade.append((photo, reason))
+            report(f"making {photo}'s outputs again: those in {out_dir} named {name} exist, "
+                   f"but {reason}")
+        todo.append((photo, name, targets, record, overwrite or remake))
+    if todo:
+        manifest.save()  # marks the folder as outputs before any is written
 
     def fail(photo, message):
         summary.failures.append((str(photo), message))
@@ -305,17 +360,19 @@ def detect_paths(
             rgb = image_io.load_rgb(photo)
             return rgb, *detector.prepare(rgb)
 
-        def write(targets, rgb, small, size):
-            return write_outputs(targets, rgb, detector.restore(small, size), threshold, overwrite)
+        def write(item, rgb, small, size):
+            _, _, targets, _, replace = item
+            return write_outputs(targets, rgb, detector.restore(small, size), threshold, replace)
 
         def finish(item, future):
-            photo, name, _ = item
+            photo, name, _, record, _ = item
             try:
                 kept = future.result()
             except OSError as e:
                 fail(photo, f"{photo}: cannot write its outputs ({e})")
             else:
                 summary.written.append((photo, name))
+                manifest.record(name, {**record, "photo": str(photo)})
                 if kept:
                     report(f"kept existing {', '.join(str(p) for p in kept)} "
                            f"(--overwrite replaces them)")
@@ -343,13 +400,23 @@ def detect_paths(
                     bar.update(1)
             queue_next_batch()
             for (item, rgb, _, size), small in _run_network(detector, loaded, fail):
-                writes.append((item, pool.submit(write, item[2], rgb, small, size)))
+                writes.append((item, pool.submit(write, item, rgb, small, size)))
             while writes and (writes[0][1].done() or len(writes) > MAX_PENDING_WRITES):
                 finish(*writes.popleft())
         while writes:
             finish(*writes.popleft())
+    if summary.written:
+        manifest.save()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _checksum(photo):
+    """A photo's SHA-256, or None when it cannot be read (reported when loaded)."""
+    try:
+        return provenance.file_sha256(photo)
+    except OSError:
+        return None
 
 
 def _run_network(detector, loaded, fail):
