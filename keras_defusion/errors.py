@@ -48,3 +48,9 @@ class RuntimeUnavailable(KerasDefusionError, RuntimeError):
 
 class UsageError(KerasDefusionError, ValueError):
     """A command-line option with an unusable value; the message names it."""
+
+
+class DataWarning(UserWarning):
+    """Data that can be used but is probably not what was meant: an empty or
+    non-binary mask, a map of another shape or a colour map. The message
+    names the file; the CLIs print it as a `warning:` line."""

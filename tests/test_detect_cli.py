@@ -380,3 +380,34 @@ def test_visualize_pictures():
         visualize.overlay(photo, blur_map[:10])
     with pytest.raises(ValueError, match="threshold"):
         visualize.binary_mask(blur_map, 2.0)
+
+
+def test_ctrl_c_finishes_what_was_started_and_reports(model_path, tmp_path):
+    from keras_defusion.cli import detect as detect_cli
+    from keras_defusion.inference.detector import load_detector
+
+    class StopsOnSecondBatch:
+        def __init__(self, detector):
+            self.detector, self.calls = detector, 0
+
+        def __getattr__(self, name):
+            return getattr(self.detector, name)
+
+        def run_prepared(self, batch, outputs=None):
+            self.calls += 1
+            if self.calls == 2:
+                raise KeyboardInterrupt
+            return self.detector.run_prepared(batch, outputs)
+
+    photos = [save_photo(tmp_path / "in" / f"p{i}.jpg", 30, 34, seed=i) for i in range(5)]
+    out = tmp_path / "out"
+    summary = detect_cli.detect_paths(photos, out, StopsOnSecondBatch(load_detector(model_path)),
+                                      batch_size=2, progress=False, report=lambda m: None)
+    assert summary.interrupted and [name for _, name in summary.written] == ["p0", "p1"]
+    assert "interrupted" in summary.format()
+    assert sorted(p.name for p in (out / "maps").iterdir()) == ["p0.png", "p1.png"]
+    assert not list(out.rglob(".tmp-*"))
+    # Running again finishes the rest and skips what was done.
+    again = detect_cli.detect_paths(photos, out, load_detector(model_path), batch_size=2,
+                                    progress=False, report=lambda m: None)
+    assert len(again.skipped) == 2 and len(again.written) == 3 and not again.interrupted

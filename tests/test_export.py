@@ -428,3 +428,44 @@ def test_max_pixels_is_configurable_and_recorded(model, tmp_path):
         detect_encoded(encoded=tf.constant([large]))
     with pytest.raises(ValueError, match="max_pixels must be a positive whole number"):
         export_lib.export_saved_model(model, tmp_path / "x", max_pixels=0)
+
+
+def test_serving_default_refuses_bad_images_with_a_message(export_dir):
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+    images = harness.random_images(1, 40, 48)
+    harness.assert_map_spread(serve(images=tf.constant(images))["blur_map"].numpy())
+    images[0, 3, 4, 1] = np.nan
+    with pytest.raises(tf.errors.InvalidArgumentError, match="hold NaN or infinite values"):
+        serve(images=tf.constant(images))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="images are 20 x 48; send images of at least 32 x 32"):
+        serve(images=tf.constant(harness.random_images(1, 20, 48)))
+
+
+def test_warmup_file_holds_requests_the_signatures_accept(export_dir):
+    """TF Serving's warm-up records, parsed with TF Serving's own protos and
+    run the way the server runs them at load."""
+    prediction_log_pb2 = pytest.importorskip(
+        "tensorflow_serving.apis.prediction_log_pb2",
+        reason="pip install --no-deps tensorflow-serving-api",
+    )
+    import tensorflow as tf
+
+    path = os.path.join(export_dir, "assets.extra", "tf_serving_warmup_requests")
+    records = [prediction_log_pb2.PredictionLog.FromString(record.numpy())
+               for record in tf.data.TFRecordDataset(path)]
+    signatures = tf.saved_model.load(export_dir).signatures
+    seen = []
+    for log in records:
+        request = log.predict_log.request
+        assert request.model_spec.name == "blur"  # the export's name
+        name = request.model_spec.signature_name
+        inputs = {key: tf.make_ndarray(value) for key, value in request.inputs.items()}
+        outputs = signatures[name](**{key: tf.constant(v) for key, v in inputs.items()})
+        batch = next(iter(inputs.values())).shape[0]
+        assert outputs["blur_map"].shape[0] == batch
+        seen.append((name, batch))
+    assert sorted(seen) == [("detect_encoded", 1), ("detect_encoded", 4),
+                            ("serving_default", 1), ("serving_default", 4)]

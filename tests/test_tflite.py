@@ -354,7 +354,7 @@ def test_cli_bad_model_file(tmp_path, capsys):
         assert message in capsys.readouterr().err
 
 
-def test_cli_unreadable_calibration_photo_is_named(model_file, tmp_path, capsys):
+def test_cli_unreadable_calibration_photo_is_named_and_skipped(model_file, tmp_path, capsys):
     from export import tflite as cli
     from PIL import Image
 
@@ -369,10 +369,9 @@ def test_cli_unreadable_calibration_photo_is_named(model_file, tmp_path, capsys)
         "--out", str(out),
     ])
     err = capsys.readouterr().err
-    assert status == 2
-    assert err.startswith("error: ") and str(photos / "broken.jpg") in err
-    assert "not a readable image" in err and "Traceback" not in err
-    assert not out.exists()
+    assert status == 0 and out.exists()  # skipped, as detect skips bad photos
+    assert f"warning: {photos / 'broken.jpg'}: not a readable image" in err
+    assert "skipped from the calibration photos" in err and "Traceback" not in err
 
 
 def test_cli_unwritable_out_is_an_error(model_file, tmp_path, capsys):
@@ -385,3 +384,31 @@ def test_cli_unwritable_out_is_an_error(model_file, tmp_path, capsys):
     ])
     err = capsys.readouterr().err
     assert status == 2 and err.startswith("error: ") and "Traceback" not in err
+
+
+def test_unreadable_calibration_photos_are_skipped(tmp_path):
+    from PIL import Image
+
+    from keras_defusion.errors import DataWarning
+
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    for index, photo in enumerate(calibration_set(3)):
+        Image.fromarray(photo).save(folder / f"p{index}.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not a photo")
+    with pytest.warns(DataWarning, match="broken.jpg"):
+        batches = export_lib.calibration_photos(folder, 32)
+    assert len(batches) == 3 and batches[0].shape == (1, 32, 32, 3)
+    for path in folder.glob("p*.png"):
+        path.unlink()
+    with pytest.raises(export_lib.ExportError, match="no usable calibration photo: .*broken.jpg"), \
+            pytest.warns(DataWarning):
+        export_lib.calibration_photos(folder, 32)
+
+
+def test_uint16_array_of_8_bit_values_warns():
+    from keras_defusion.errors import DataWarning
+    from keras_defusion.inference import detector as detector_lib
+
+    with pytest.warns(DataWarning, match="uint16 array whose values are all 0..255"):
+        detector_lib.to_rgb(np.full((8, 8, 3), 200, np.uint16))

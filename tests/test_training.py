@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from keras_defusion.data import synthetic
+from keras_defusion.errors import DataError
 from keras_defusion.training.losses import deep_supervision_losses
 from tests.conftest import REPO_ROOT
 
@@ -210,7 +211,30 @@ def test_bad_data_stops_before_training_naming_the_file(synthetic_dir, tmp_path,
     message = capsys.readouterr().err
     assert status == 2
     assert "synth_0004" in message and "synth_0005.jpg" in message
-    assert not (tmp_path / "run" / "checkpoints" / "last.keras").exists()
+    assert not (tmp_path / "run").exists()  # a failed start leaves no empty folders
+
+
+def test_out_that_is_a_file_is_an_error_line(synthetic_dir, tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file")
+    status = train_cli.main(["--preset", "mobile", "--data", str(synthetic_dir), "--out",
+                             str(tmp_path / "taken"), "--weights", "none", *TINY_CLI])
+    assert status == 2
+    assert f"--out {tmp_path / 'taken'} is a file; give a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("broken", ["empty_state", "truncated_last"])
+def test_resume_names_a_broken_checkpoint_file(synthetic_dir, tmp_path, broken):
+    checkpoints = tmp_path / "run" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (tmp_path / "run" / "config.json").write_text("{}")
+    (checkpoints / "state.json").write_text("" if broken == "empty_state" else
+                                            '{"epochs_done": 1, "steps_done": 2}')
+    (checkpoints / "last.keras").write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(DataError) as raised:
+        train_lib.train(tiny_config(), synthetic_dir, tmp_path / "run", resume=True)
+    name = "state.json: not a readable run state" if broken == "empty_state" else (
+        "last.keras: not a readable .keras file (truncated?)")
+    assert name in str(raised.value)
 
 
 def _run_python(code, env=None, timeout=300):

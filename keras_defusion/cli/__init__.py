@@ -3,7 +3,8 @@
 Each subcommand lives in its own module that exposes
 `add_arguments(parser)` and `run(args) -> int` (the exit status). Any
 `KerasDefusionError` (or an unusable value or file) ends the command with
-`error: ...` on stderr and exit status `errors.EXIT_ERROR`.
+`error: ...` on stderr and exit status `errors.EXIT_ERROR`; a
+`DataWarning` prints as `warning: ...` and the command goes on.
 """
 
 import argparse
@@ -11,8 +12,10 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 
 from keras_defusion.errors import EXIT_ERROR
+from keras_defusion.errors import DataWarning
 from keras_defusion.errors import KerasDefusionError
 
 # subcommand name -> (module, one-line help)
@@ -60,13 +63,29 @@ def build_parser():
     return parser
 
 
+def show_data_warnings():
+    """Prints each `DataWarning` (a file that is usable but suspicious) as a
+    `warning: ...` line on stderr; other warnings keep Python's format."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DataWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if not getattr(args, "verbose", False):
         quiet_tensorflow()
     module = importlib.import_module(args._module)
     try:
-        return module.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = show_data_warnings()
+            return module.run(args)
     except (KerasDefusionError, ValueError, OSError) as error:
         # ValueError and OSError: an unusable value or file the library
         # refused (its message names it), not a bug to show as a traceback.

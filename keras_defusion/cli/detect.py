@@ -51,6 +51,8 @@ DEFAULT_BATCH_SIZE = 4
 WORKER_THREADS = min(4, os.cpu_count() or 1)
 PREFETCH_BATCHES = 2
 MAX_PENDING_WRITES = 16
+# The shell's status for a command stopped by Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
 
 
 @dataclasses.dataclass
@@ -69,6 +71,8 @@ class DetectSummary:
         ignored: files in the given folders without an image extension.
         seconds: wall time of the detection and writing.
         kinds: the output subfolders written ("maps", "overlays", ...).
+        interrupted: the run was stopped (Ctrl-C) before every photo was
+            done; what was written is complete and recorded.
     """
 
     out_dir: pathlib.Path
@@ -79,6 +83,7 @@ class DetectSummary:
     ignored: int = 0
     seconds: float = 0.0
     kinds: tuple = ("maps", "overlays", "panels")
+    interrupted: bool = False
 
     @property
     def ok(self):
@@ -104,6 +109,9 @@ class DetectSummary:
         if self.written:
             line += f"; {self.seconds_per_photo:.2f} s per photo"
         lines = [line]
+        if self.interrupted:
+            lines.append("interrupted: the photos not listed as done were not run; "
+                         "run the same command again to finish (done ones are skipped)")
         if self.ignored:
             lines.append(f"ignored {self.ignored} file(s) without an image extension")
         if self.written or self.skipped:
@@ -323,6 +331,8 @@ def detect_paths(
     )
     for _, message in failures:
         report(f"error: {message}")
+    for kind in ("", *summary.kinds):  # what a killed run left half-written
+        files.remove_stale_temporaries(out_dir / kind)
     manifest = provenance.OutputManifest(out_dir)
     settings = {"model": provenance.model_fingerprint(detector.source), "kind": detector.kind,
                 "inference_size": detector.inference_size, "input_size": detector.input_size,
@@ -388,21 +398,28 @@ def detect_paths(
             if batch is not None:
                 loads.append([(item, pool.submit(load, item[0])) for item in batch])
 
-        for _ in range(PREFETCH_BATCHES):
-            queue_next_batch()
-        while loads:
-            loaded = []
-            for item, future in loads.popleft():
-                try:
-                    loaded.append((item, *future.result()))
-                except image_io.ImageReadError as e:
-                    fail(item[0], str(e))
-                    bar.update(1)
-            queue_next_batch()
-            for (item, rgb, _, size), small in _run_network(detector, loaded, fail):
-                writes.append((item, pool.submit(write, item, rgb, small, size)))
-            while writes and (writes[0][1].done() or len(writes) > MAX_PENDING_WRITES):
-                finish(*writes.popleft())
+        try:
+            for _ in range(PREFETCH_BATCHES):
+                queue_next_batch()
+            while loads:
+                loaded = []
+                for item, future in loads.popleft():
+                    try:
+                        loaded.append((item, *future.result()))
+                    except image_io.ImageReadError as e:
+                        fail(item[0], str(e))
+                        bar.update(1)
+                queue_next_batch()
+                for (item, rgb, _, size), small in _run_network(detector, loaded, fail):
+                    writes.append((item, pool.submit(write, item, rgb, small, size)))
+                while writes and (writes[0][1].done() or len(writes) > MAX_PENDING_WRITES):
+                    finish(*writes.popleft())
+        except KeyboardInterrupt:
+            # Ctrl-C: start nothing new, finish the writes under way, report.
+            summary.interrupted = True
+            for batch in loads:
+                for _, future in batch:
+                    future.cancel()
         while writes:
             finish(*writes.popleft())
     if summary.written:
@@ -485,7 +502,8 @@ def run(args):
     """Runs `keras-defusion detect`; returns the exit status.
 
     0: every photo done or skipped; 1: some input failed; 2
-    (`errors.EXIT_ERROR`, raised as an error): bad options or no usable model.
+    (`errors.EXIT_ERROR`, raised as an error): bad options or no usable model;
+    130: stopped by Ctrl-C (the summary says what was done).
     """
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise UsageError(f"--threshold must be in [0, 1], got {args.threshold}")
@@ -513,4 +531,6 @@ def run(args):
         picture_format=args.picture_format,
     )
     print(summary.format())
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
     return 0 if summary.ok else 1

@@ -14,10 +14,19 @@ The command line is `keras-defusion evaluate` (`keras_defusion.cli.evaluate`).
 """
 
 import pathlib
+import warnings
 
+import numpy as np
+
+from keras_defusion.errors import DataWarning
 from keras_defusion.errors import EvaluationError
 from keras_defusion.evaluation import metrics
 from keras_defusion.io import images as image_io
+
+# A map whose height / width is more than 2% from its mask's draws a warning.
+MAX_ASPECT_DIFFERENCE = 0.02
+# Mean |channel - grey| (0..255) above which an RGB map is a colour picture.
+COLOUR_SPREAD = 4.0
 
 
 def resolve_gt_dir(path):
@@ -114,11 +123,32 @@ def load_map(path, polarity="blur-white"):
     """Reads a predicted map as float32 [H, W] in [0, 1], 1 = blurred.
 
     8-bit files are divided by 255, 16-bit by 65535; `"sharp-white"` maps
-    (high = sharp) are flipped.
+    (high = sharp) are flipped. A colour image (a colour-mapped picture
+    rather than a map) is read through its luminance, with a `DataWarning`.
     """
     image_io.check_polarity(polarity)
+    image = image_io.open_image(path)
+    if image.mode in ("RGB", "RGBA", "P"):
+        rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
+        spread = np.abs(rgb - rgb.mean(axis=-1, keepdims=True)).mean()
+        if spread > COLOUR_SPREAD:
+            warnings.warn(
+                f"{path}: a colour image, not a grey map (a colour-mapped panel?); read "
+                "through its luminance, which is not the blur probability: score the "
+                "grey maps (detect's maps/)", DataWarning, stacklevel=2)
     prediction = image_io.load_gray_float(path)
     return 1.0 - prediction if polarity == "sharp-white" else prediction
+
+
+def check_aspect(prediction, gt, path):
+    """Warns (`DataWarning`) when a map's aspect ratio is not its mask's: it
+    is resized to the mask anyway, so a rotated or cropped map scores wrong."""
+    (ph, pw), (gh, gw) = prediction.shape[:2], gt.shape[:2]
+    if abs((ph / pw) / (gh / gw) - 1.0) > MAX_ASPECT_DIFFERENCE:
+        warnings.warn(
+            f"{path}: the map is {ph} x {pw} but its mask {gh} x {gw}, another aspect "
+            "ratio (rotated or cropped?); resized to the mask anyway", DataWarning,
+            stacklevel=2)
 
 
 def _method_entry(accumulator, source, gt_polarity, pred_polarity):
@@ -197,6 +227,7 @@ def evaluate_folders(
                 errors.append(str(e))
                 continue
             if not errors:
+                check_aspect(prediction, gt, paired[stem])
                 accumulators[name].add(prediction, gt, name=stem)
     _raise_unreadable(errors)
     return {

@@ -21,10 +21,13 @@ from keras_defusion.export.common import model_metadata
 from keras_defusion.export.encoded import apply_orientation
 from keras_defusion.export.encoded import exif_orientation
 from keras_defusion.export.encoded import header_size
+from keras_defusion.export.warmup import warmup_requests
+from keras_defusion.export.warmup import write_warmup_file
 from keras_defusion.export.common import serving_model
 from keras_defusion.inference.contract import BLUR_MAP_OUTPUT
 from keras_defusion.inference.contract import CONFIG_ASSET
 from keras_defusion.inference.contract import IMAGES_INPUT
+from keras_defusion.inference.contract import MIN_INFERENCE_SIZE
 from keras_defusion.inference.contract import SERVING_SIGNATURE
 from keras_defusion.inference.contract import model_inference_size
 from keras_defusion.inference.contract import reduce_input
@@ -93,6 +96,27 @@ def _pixel_check(height, width, index, max_pixels):
     return tf.debugging.Assert(pixels <= max_pixels, [message], name="check_pixel_count")
 
 
+def _images_check(images):
+    """Assertions that `serving_default`'s images are usable, with messages
+    that say what to send (not a TensorFlow node's internals)."""
+    import tensorflow as tf
+
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    return [
+        tf.debugging.Assert(
+            tf.logical_and(height >= MIN_INFERENCE_SIZE, width >= MIN_INFERENCE_SIZE),
+            [tf.strings.format(
+                f"{SERVING_SIGNATURE}: {IMAGES_INPUT} are {{}} x {{}}; send images of at "
+                f"least {MIN_INFERENCE_SIZE} x {MIN_INFERENCE_SIZE} (or JPEG/PNG bytes to "
+                f"{ENCODED_SIGNATURE}, which resizes them)", (height, width))],
+            name="check_image_size"),
+        tf.debugging.Assert(
+            tf.reduce_all(tf.math.is_finite(images)),
+            [f"{SERVING_SIGNATURE}: {IMAGES_INPUT} hold NaN or infinite values; send RGB "
+             "values 0..255"], name="check_finite"),
+    ]
+
+
 def _serving_root(model, image_size=None, batch_size=None, config_path=None, with_encoded=True,
                   input_reduction=1, max_pixels=DEFAULT_MAX_PIXELS):
     """The SavedModel's root `tf.Module`: its functions and tracked variables.
@@ -106,7 +130,8 @@ def _serving_root(model, image_size=None, batch_size=None, config_path=None, wit
         image_size: static H = W of `serve`'s input, or None (any).
         batch_size: static N of `serve`'s input, or None (any).
         config_path: a JSON file to store as an asset.
-        with_encoded: also build `detect_encoded`.
+        with_encoded: also build `detect_encoded`, and check `serve`'s images
+            (the SavedModel; TFLite has no assertion op).
         input_reduction: `serve` takes [N, k * S, k * S, 3] and reduces it to
             S inside (`reduce_input`); needs a static `image_size` S.
         max_pixels: `detect_encoded` refuses an image whose header declares
@@ -128,6 +153,9 @@ def _serving_root(model, image_size=None, batch_size=None, config_path=None, wit
     image_shape = [batch_size, input_side, input_side, 3]
 
     def serve(images):
+        if with_encoded:  # the SavedModel: TFLite has no assertion op
+            with tf.control_dependencies(_images_check(images)):
+                images = tf.identity(images)
         maps = keras_model(reduce_input(images, input_reduction), training=False)
         return {BLUR_MAP_OUTPUT: tf.identity(maps, name=BLUR_MAP_OUTPUT)}
 
@@ -214,7 +242,9 @@ def export_saved_model(model, base_dir, name=MODEL_NAME, version=1, overwrite=Fa
 
     The export is written to a hidden folder beside the target and renamed
     into place, so TF Serving (which polls `<base_dir>/<name>/` for numeric
-    folders) never sees a partial version.
+    folders) never sees a partial version. It holds TF Serving's warm-up
+    file (`assets.extra/tf_serving_warmup_requests`: both signatures at
+    batch 1 and 4), so a new version's first request is not slow.
 
     Args:
         model: a `keras_defusion.DeFusionNet`.
@@ -279,6 +309,9 @@ def export_saved_model(model, base_dir, name=MODEL_NAME, version=1, overwrite=Fa
             ENCODED_SIGNATURE: root.detect_encoded.get_concrete_function(),
         }
         tf.saved_model.save(root, export_dir, signatures=signatures)
+        write_warmup_file(export_dir, warmup_requests(
+            name, SERVING_SIGNATURE, IMAGES_INPUT, model_inference_size(model),
+            ENCODED_SIGNATURE, ENCODED_INPUT))
         if os.path.exists(target):
             old = tempfile.mkdtemp(prefix=f".old-{version}-", dir=parent)
             os.rename(target, os.path.join(old, "version"))

@@ -14,10 +14,13 @@ import hashlib
 import logging
 import os
 import tempfile
+import warnings
 
 import numpy as np
 
+from keras_defusion.errors import DataWarning
 from keras_defusion.errors import ExportError
+from keras_defusion.errors import ImageReadError
 from keras_defusion.export.common import _check_defusion_model
 from keras_defusion.export.common import model_metadata
 from keras_defusion.export.flatbuffer import check_builtin_ops
@@ -116,14 +119,21 @@ def calibration_photos(source, size, limit=DEFAULT_NUM_CALIBRATION):
             items = [items[i] for i in picks]
     else:
         items = source
-    batches = []
+    batches, unreadable = [], []
     for item in items:
         if limit is not None and len(batches) >= limit:
             break
-        photo = load_rgb(item) if isinstance(item, (str, os.PathLike)) else item
+        try:
+            photo = load_rgb(item) if isinstance(item, (str, os.PathLike)) else item
+        except ImageReadError as e:  # skipped, as detect skips bad photos
+            warnings.warn(f"{e}; skipped from the calibration photos", DataWarning,
+                          stacklevel=2)
+            unreadable.append(str(e))
+            continue
         batches.append(preprocess_photo(photo, size))
     if not batches:
-        raise ExportError("no calibration photo was given")
+        detail = f": {'; '.join(unreadable)}" if unreadable else ""
+        raise ExportError(f"no usable calibration photo{detail}")
     return batches
 
 

@@ -27,6 +27,9 @@ from keras_defusion.models.defusionnet.config import FUSED  # noqa: F401 (the co
 # were recorded), and the smallest the encoders' stride of 32 allows.
 DEFAULT_INFERENCE_SIZE = 320
 MIN_INFERENCE_SIZE = 32
+# The largest square side accepted (4096 px crashed a process limited to
+# 8 GB; 2048 takes a quarter of that memory).
+MAX_INFERENCE_SIZE = 2048
 
 
 # Factors a TFLite file's input may exceed the inference size by (1: none).
@@ -160,6 +163,11 @@ def check_inference_size(size, name="inference_size"):
         raise UsageError(
             f"{name} must be at least {MIN_INFERENCE_SIZE} (the encoder's total stride), "
             f"got {size}"
+        )
+    if size > MAX_INFERENCE_SIZE:
+        raise UsageError(
+            f"{name} must be at most {MAX_INFERENCE_SIZE} (memory grows with its square; "
+            f"maps are resized to each photo's size anyway), got {size}"
         )
     return int(size)
 

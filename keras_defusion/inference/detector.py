@@ -34,6 +34,7 @@ import warnings
 import numpy as np
 from PIL import Image
 
+from keras_defusion.errors import DataWarning
 from keras_defusion.errors import ModelLoadError
 from keras_defusion.inference.contract import DEFAULT_INFERENCE_SIZE
 from keras_defusion.inference.contract import FUSED
@@ -224,6 +225,11 @@ def to_rgb(image):
     if array.dtype == np.uint8:
         return array
     if array.dtype == np.uint16:
+        if array.size and int(array.max()) <= 255:
+            warnings.warn(
+                "a uint16 array whose values are all 0..255: read as 16-bit (0..65535), "
+                "so the photo is nearly black; convert it with array.astype('uint8')",
+                DataWarning, stacklevel=2)
         return array.astype(np.float32) * np.float32(255.0 / 65535.0)
     is_float = np.issubdtype(array.dtype, np.floating)
     if array.dtype == np.bool_ or not (is_float or np.issubdtype(array.dtype, np.integer)):
@@ -322,6 +328,10 @@ def load_detector(source=None, inference_size=None, *, image_size=None):
             `keras_defusion.inference.contract.model_inference_size`), the size the
             export recorded (SavedModel), or the input size (TFLite, which
             cannot change it).
+
+    Loading runs no code from a `.keras` file (Keras' safe mode: no
+    lambdas, only registered layers), but a SavedModel's graph is a program:
+    load SavedModel folders only from sources you trust.
 
     Returns:
         A `Detector`.

@@ -3,6 +3,12 @@
 import json
 import os
 import tempfile
+import time
+
+TEMPORARY_PREFIX = ".tmp-"
+# A temporary file this old belongs to a writer that was killed: no write
+# here takes minutes (a .keras checkpoint takes seconds).
+STALE_SECONDS = 600
 
 
 def atomic_write(path, write_fn):
@@ -14,7 +20,7 @@ def atomic_write(path, write_fn):
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
     suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=suffix, dir=directory)
     os.close(fd)
     try:
         write_fn(tmp)
@@ -49,3 +55,22 @@ def _current_umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def remove_stale_temporaries(folder, older_than=STALE_SECONDS):
+    """Deletes `atomic_write`'s temporary files left in `folder` by killed
+    writers (older than `older_than` seconds); returns the paths removed."""
+    removed = []
+    if not os.path.isdir(folder):
+        return removed
+    cutoff = time.time() - older_than
+    for entry in os.scandir(folder):
+        if entry.name.startswith(TEMPORARY_PREFIX) and entry.is_file(follow_symlinks=False):
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    os.remove(entry.path)
+                    removed.append(entry.path)
+            except OSError:  # gone already, or not ours to remove
+                pass
+    return removed
+

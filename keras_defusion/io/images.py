@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 from PIL import ImageOps
 
+from keras_defusion.errors import DataWarning
 from keras_defusion.errors import ImageReadError
 from keras_defusion.io.files import atomic_write
 
@@ -133,7 +134,10 @@ def load_gray_float(path):
     8-bit files are divided by 255, 16-bit ones by 65535. Colour files (RGB,
     RGBA, palette) are read through their luminance; 1-bit files give 0 or 1.
     """
-    image = open_image(path)
+    return _gray_values(open_image(path), path)
+
+
+def _gray_values(image, path):
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float32) / 65535.0
     elif image.mode == "F":
@@ -149,17 +153,56 @@ def load_gray_float(path):
     return np.clip(array, 0.0, 1.0)
 
 
+# A mask is "not binary" when more than this share of its pixels is grey
+# (between 0.1 and 0.9): JPEG-saved masks have a little grey at edges.
+MAX_GREY_SHARE = 0.01
+
+
 def load_mask(path, polarity="blur-white"):
     """Reads a ground-truth mask as float32 {0, 1} [H, W] with 1 = blurred.
 
+    Grey values are thresholded at 0.5. A mask whose shape is in its alpha
+    channel (colour constant) is read from its alpha. A mask of two values
+    both under 0.5 (a label map: 0 and 1 out of 255) is read as such. Warns
+    (`DataWarning`, naming the file) when the result has no blurred pixel,
+    when many pixels are grey, and when a label map was read.
+
     Args:
-        path: the mask file (L, RGB, RGBA or 1-bit).
+        path: the mask file (L, RGB, RGBA, LA, palette or 1-bit).
         polarity: `"blur-white"` (CUHK: white = blurred) or `"sharp-white"`
             (DUT: white = sharp, flipped here).
     """
     check_polarity(polarity)
-    mask = (load_gray_float(path) >= 0.5).astype(np.float32)
-    return 1.0 - mask if polarity == "sharp-white" else mask
+    values = _mask_values(open_image(path), path)
+    grey_share = float(np.mean((values > 0.1) & (values < 0.9)))
+    if grey_share > MAX_GREY_SHARE:
+        _warn(f"{path}: not a binary mask ({grey_share:.0%} of its pixels are grey); "
+              "thresholded at 0.5")
+    mask = (values >= 0.5).astype(np.float32)
+    distinct = np.unique(values)
+    if len(distinct) == 2 and distinct[1] < 0.5:
+        mask = (values > distinct[0]).astype(np.float32)
+        _warn(f"{path}: read as a label map (its two values, {distinct[0] * 255:.0f} and "
+              f"{distinct[1] * 255:.0f} of 255, are both dark): {distinct[1] * 255:.0f} = white")
+    mask = 1.0 - mask if polarity == "sharp-white" else mask
+    if not mask.any():
+        _warn(f"{path}: the mask has no blurred pixel (polarity {polarity}); "
+              "check the file and --polarity")
+    return mask
+
+
+def _mask_values(image, path):
+    """Grey values 0..1 of a mask image; its alpha where the shape is there."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        alpha = np.asarray(image.getchannel("A"), dtype=np.float32) / 255.0
+        grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+        if np.ptp(grey) < 1 / 255 and np.ptp(alpha) >= 0.5:
+            return alpha
+        return grey
+    return _gray_values(image, path)
 
 
 def check_polarity(polarity):
@@ -178,3 +221,7 @@ def save_png(path, array):
 def map_to_uint8(prob_map):
     """A float map in [0, 1] to uint8 0..255 (rounded)."""
     return np.clip(np.asarray(prob_map) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _warn(message):
+    warnings.warn(message, DataWarning, stacklevel=3)

@@ -18,6 +18,8 @@ from keras_defusion.models.defusionnet.presets import MODEL_PRESETS
 # 1e-8 * N*H*W here (4 x 320 x 320 pixels: 4.1e-3); `summed_learning_rate`.
 PAPER_BATCH = 4
 PAPER_SIZE = 320
+# The largest training crop side (the paper trains at 320).
+MAX_CROP_SIZE = 1024
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
@@ -130,6 +132,10 @@ class TrainingConfig:
         for name in ("image_size", "batch_size", "steps", "steps_per_epoch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.image_size > MAX_CROP_SIZE:
+            raise ValueError(
+                f"image_size (the crop side, --crop-size) must be at most {MAX_CROP_SIZE}, "
+                f"got {self.image_size}: a batch of such crops does not fit in memory")
         self.steps_per_epoch = min(self.steps_per_epoch, self.steps)
         if self.steps % self.steps_per_epoch:
             raise ValueError(

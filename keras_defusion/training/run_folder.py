@@ -16,9 +16,11 @@ import json
 import math
 import os
 import sys
+import zipfile
 
 import keras
 
+from keras_defusion.errors import DataError
 from keras_defusion.io import files
 from keras_defusion.io.files import atomic_write
 from keras_defusion.models.defusionnet.model import DeFusionNet
@@ -135,8 +137,24 @@ def _read_state(checkpoint_dir):
     path = os.path.join(checkpoint_dir, "state.json")
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            state = json.load(f)
+        if not isinstance(state, dict) or "epochs_done" not in state:
+            raise ValueError("no epochs_done")
+    except ValueError as e:
+        raise DataError(
+            f"{path}: not a readable run state ({e}); --resume needs it. Restore it "
+            "from a copy of the run, or start a new --out"
+        ) from None
+    last = os.path.join(checkpoint_dir, "last.keras")
+    if not zipfile.is_zipfile(last):
+        what = "missing" if not os.path.exists(last) else "not a readable .keras file (truncated?)"
+        raise DataError(
+            f"{last}: {what}; --resume needs it beside {path}. Start a new --out, or "
+            "resume from another copy of the run"
+        )
+    return state
 
 
 def _history_from_csv(path):
@@ -164,6 +182,8 @@ def prepare_run(config, out_dir, resume, given=None):
     """
     config_path = os.path.join(out_dir, "config.json")
     checkpoint_dir = os.path.join(out_dir, "checkpoints")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise FileExistsError(f"--out {out_dir} is a file; give a folder for the run")
     state = _read_state(checkpoint_dir) if resume else None
     if resume and state is None:
         raise FileNotFoundError(
@@ -188,7 +208,8 @@ def prepare_run(config, out_dir, resume, given=None):
             print(f"--resume keeps the run's saved settings; ignoring: {', '.join(ignored)}",
                   file=sys.stderr)
         config = dataclasses.replace(saved, steps=max(config.steps, saved.steps))
-    os.makedirs(checkpoint_dir, exist_ok=True)
+        for folder in (out_dir, checkpoint_dir):  # what a killed run left half-written
+            files.remove_stale_temporaries(folder)
     return config, state
 
 

@@ -100,6 +100,9 @@ def _fit(config, data_dir, out_dir, val_dir, strategy, state, verbose):
         else:
             val_ds = val_ds.map(to_targets(output_names))
 
+    # Created once the data and the model are known to be good, so a failed
+    # start leaves no empty run folder behind.
+    os.makedirs(checkpoint_dir, exist_ok=True)
     write_record(
         os.path.join(out_dir, "config.json"),
         {
