@@ -20,8 +20,8 @@ import numpy as np
 
 from benchmarks import add_out_arguments
 from benchmarks import parse_args_keeping_results
-from keras_defusion.cli.detect import DEFAULT_BATCH_SIZE
-from keras_defusion.cli.detect import detect_paths
+from keras_defusion.inference.batch_detect import DEFAULT_BATCH_SIZE
+from keras_defusion.inference.batch_detect import detect_paths
 from keras_defusion.inference.detector import load_detector
 from keras_defusion.io.files import write_json
 from keras_defusion.io.images import list_images

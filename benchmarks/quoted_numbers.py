@@ -64,7 +64,8 @@ def formatted(value, printed):
     if "e" in printed.lower():
         mantissa, exponent = f"{value:.{decimals}e}".split("e")
         return f"{mantissa}e{int(exponent)}"
-    return f"{value:.{decimals}f}"
+    text = f"{value:.{decimals}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # no "-0.000"
 
 
 def quoted_value(file, keys, scale, results=RESULTS):

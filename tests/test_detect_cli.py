@@ -10,7 +10,8 @@ from PIL import Image
 
 from keras_defusion import DeFusionNet
 from keras_defusion import cli
-from keras_defusion.cli import detect as detect_cli
+from keras_defusion.inference import batch_detect
+from keras_defusion.io import photo_files
 from keras_defusion.io import images as image_io
 from keras_defusion.evaluation import metrics
 from keras_defusion.models import pretrained
@@ -324,7 +325,7 @@ def test_output_names_rule():
         pathlib.Path("c/img__a.jpg"),
         pathlib.Path("c/solo.jpg"),
     ]
-    assert detect_cli.output_names(photos) == [
+    assert photo_files.output_names(photos) == [
         "img__a", "IMG__b", "img__a__2", "img__a__3", "solo"
     ]
 
@@ -332,7 +333,7 @@ def test_output_names_rule():
 def test_detect_paths_returns_a_summary(detector, tmp_path):
     save_photo(tmp_path / "in" / "x.png", 20, 20)
     notes = []
-    summary = detect_cli.detect_paths(
+    summary = batch_detect.detect_paths(
         [tmp_path / "in", tmp_path / "gone.jpg"], tmp_path / "out", detector,
         progress=False, report=notes.append,
     )
@@ -383,7 +384,6 @@ def test_visualize_pictures():
 
 
 def test_ctrl_c_finishes_what_was_started_and_reports(model_path, tmp_path):
-    from keras_defusion.cli import detect as detect_cli
     from keras_defusion.inference.detector import load_detector
 
     class StopsOnSecondBatch:
@@ -401,13 +401,13 @@ def test_ctrl_c_finishes_what_was_started_and_reports(model_path, tmp_path):
 
     photos = [save_photo(tmp_path / "in" / f"p{i}.jpg", 30, 34, seed=i) for i in range(5)]
     out = tmp_path / "out"
-    summary = detect_cli.detect_paths(photos, out, StopsOnSecondBatch(load_detector(model_path)),
+    summary = batch_detect.detect_paths(photos, out, StopsOnSecondBatch(load_detector(model_path)),
                                       batch_size=2, progress=False, report=lambda m: None)
     assert summary.interrupted and [name for _, name in summary.written] == ["p0", "p1"]
     assert "interrupted" in summary.format()
     assert sorted(p.name for p in (out / "maps").iterdir()) == ["p0.png", "p1.png"]
     assert not list(out.rglob(".tmp-*"))
     # Running again finishes the rest and skips what was done.
-    again = detect_cli.detect_paths(photos, out, load_detector(model_path), batch_size=2,
+    again = batch_detect.detect_paths(photos, out, load_detector(model_path), batch_size=2,
                                     progress=False, report=lambda m: None)
     assert len(again.skipped) == 2 and len(again.written) == 3 and not again.interrupted

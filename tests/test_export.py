@@ -469,3 +469,107 @@ def test_warmup_file_holds_requests_the_signatures_accept(export_dir):
         seen.append((name, batch))
     assert sorted(seen) == [("detect_encoded", 1), ("detect_encoded", 4),
                             ("serving_default", 1), ("serving_default", 4)]
+
+
+# --- The REST contract, read as TF Serving's json_tensor.cc reads it ---------------
+
+
+def _rest_inputs(body, signature):
+    """A REST predict body in row format ("instances") as the signature's
+    input tensors: instances stacked on a new batch axis; an instance is the
+    one input's value or an object of input values; {"b64": ...} is bytes."""
+    import base64
+
+    import tensorflow as tf
+
+    _, specs = signature.structured_input_signature
+    names = sorted(specs)
+
+    def value(item):
+        if isinstance(item, dict) and set(item) == {"b64"}:
+            return base64.b64decode(item["b64"])
+        return item
+
+    columns = {name: [] for name in names}
+    for instance in body["instances"]:
+        if isinstance(instance, dict) and set(instance) <= set(names) and "b64" not in instance:
+            for name in names:
+                columns[name].append(value(instance[name]))
+        else:
+            assert len(names) == 1, "a bare instance needs a one-input signature"
+            columns[names[0]].append(value(instance))
+    return {name: tf.constant(np.array(rows) if specs[name].dtype != tf.string else rows,
+                              dtype=specs[name].dtype) for name, rows in columns.items()}
+
+
+def _rest_predictions(outputs):
+    """Row-format "predictions": every output needs the same batch size."""
+    sizes = {name: int(tensor.shape[0]) for name, tensor in outputs.items()}
+    assert len(set(sizes.values())) == 1, f"outputs of unequal batch sizes: {sizes}"
+    (batch,) = set(sizes.values())
+    return [{name: tensor[i].numpy().tolist() for name, tensor in outputs.items()}
+            for i in range(batch)]
+
+
+def _readme_rest_bodies():
+    """The README's two REST bodies, each elided base64 string ("/9j/...")
+    replaced by a real file whose base64 starts that way (a JPEG, a PNG)."""
+    import base64
+    import re
+
+    text = (REPO_ROOT / "README.md").read_text()
+    encodings = [base64.b64encode(encode(photos()[1], "JPEG")).decode(),
+                 base64.b64encode(encode(photos()[0], "PNG")).decode()]
+
+    def complete(match):
+        prefix = match.group(1)
+        (full,) = [e for e in encodings if e.startswith(prefix)]  # one file fits
+        return f'"{full}"'
+
+    bodies = {}
+    for block in re.findall(r"```json\n(.*?)```", text, re.S):
+        if '"instances"' in block:
+            body = json.loads(re.sub(r'"([A-Za-z0-9+/]+)\.\.\."', complete, block))
+            bodies[body["signature_name"]] = body
+    return bodies
+
+
+def test_readme_rest_bodies_run_as_tf_serving_reads_them(export_dir):
+    import tensorflow as tf
+
+    bodies = _readme_rest_bodies()
+    assert sorted(bodies) == ["detect_encoded", "serving_default"]
+    signatures = tf.saved_model.load(export_dir).signatures
+    pixels = np.array(bodies["serving_default"]["instances"], np.float32)
+    assert pixels.shape == (1, 2, 2, 3)
+    bodies["serving_default"]["instances"] = np.tile(pixels, (1, 16, 16, 1)).tolist()
+    for name, body in bodies.items():
+        inputs = _rest_inputs(body, signatures[name])
+        predictions = _rest_predictions(signatures[name](**inputs))
+        assert len(predictions) == len(body["instances"])
+        assert set(predictions[0]) == ({"blur_map"} if name == "serving_default"
+                                       else {"blur_map", "height", "width"})
+    heights = [p["height"] for p in predictions]
+    assert heights == [PHOTO_SHAPES[1][0], PHOTO_SHAPES[0][0]]  # the JPEG, then the PNG
+
+
+@pytest.mark.slow
+def test_saved_model_cli_runs_both_signatures(export_dir, tmp_path):
+    """`saved_model_cli run`: the graph-only load path the server takes,
+    with a .npy of image bytes for detect_encoded."""
+    np.save(tmp_path / "images.npy", harness.random_images(2, 40, 36))
+    np.save(tmp_path / "encoded.npy", np.array(encoded_photos(), dtype="S"))
+    cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "run",
+           "--dir", export_dir, "--tag_set", "serve"]
+    for signature, inputs, expected in (
+            ("serving_default", f"images={tmp_path / 'images.npy'}", (2, 40, 36, 1)),
+            ("detect_encoded", f"encoded={tmp_path / 'encoded.npy'}", (3, 90, 70, 1))):
+        out = tmp_path / signature
+        done = subprocess.run(
+            [*cli, "--signature_def", signature, "--inputs", inputs, "--outdir", str(out)],
+            capture_output=True, text=True, timeout=300,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        assert done.returncode == 0, done.stderr[-2000:]
+        blur_map = np.load(out / "blur_map.npy")
+        assert blur_map.shape == expected
+        harness.assert_map_spread(blur_map[0, :30, :30])

@@ -130,6 +130,9 @@ def _make_augment(size, max_rotation, scale_range, flip, rotation_border, resize
             sin * fx, cos, sin * du + cos * dv + center,
             0.0, 0.0,
         ])[None]
+        # Not keras.ops.image.affine_transform (the same kernel): its output
+        # has the input's shape, while this window (size x size) may be larger
+        # than the resized photo (scale < 1, filled by reflection) or smaller.
         warped = tf.raw_ops.ImageProjectiveTransformV3(
             images=resized[None],
             transforms=transform,

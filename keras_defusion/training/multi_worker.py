@@ -162,8 +162,12 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
              "data": {"train": os.fspath(data_dir), "val": val_dir and os.fspath(val_dir)},
              "replicas": strategy.num_replicas_in_sync, "loop": "multi_worker"},
         )
-    log_path = os.path.join(work_dir, "log.csv")
-    writer = tf.summary.create_file_writer(os.path.join(work_dir, "tensorboard"))
+    # The same log.csv and TensorBoard events as model.fit's callbacks write.
+    callbacks = keras.callbacks.CallbackList([
+        keras.callbacks.CSVLogger(os.path.join(work_dir, "log.csv"), append=resume),
+        keras.callbacks.TensorBoard(os.path.join(work_dir, "tensorboard"), write_graph=False),
+    ], model=_CompiledView(model, optimizer))
+    callbacks.on_train_begin()
     state_path = os.path.join(checkpoint_dir, "state.json")
     best = math.inf
     if resume and os.path.exists(state_path):
@@ -174,8 +178,8 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
     while steps_done < total_steps:
         losses = [float(train_step(iterator)) for _ in range(config.steps_per_epoch)]
         steps_done += config.steps_per_epoch
+        epoch = steps_done // config.steps_per_epoch - 1
         row = {
-            "epoch": steps_done // config.steps_per_epoch - 1,
             "loss": sum(losses) / len(losses),
             "learning_rate": float(optimizer.learning_rate),
         }
@@ -189,24 +193,25 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
             "steps_done": steps_done,
             "best_val_fused_mae": None if math.isinf(best) else best,
         })
-        _append_csv(log_path, row)
-        with writer.as_default(step=steps_done):
-            for key, value in row.items():
-                tf.summary.scalar(key, value)
+        callbacks.on_epoch_end(epoch, logs=row)
         print(f"step {steps_done}/{total_steps}: " +
-              " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"), flush=True)
+              " ".join(f"{k}={v:.4g}" for k, v in row.items()), flush=True)
+    callbacks.on_train_end()
     return finish_run(
         model, work_dir, config, steps_done=steps_done, seconds=time.time() - start,
         has_best=val_ds is not None,
     )
 
 
-def _append_csv(path, row):
-    import csv
+class _CompiledView:
+    """The model as Keras callbacks read it after `compile`: with its
+    optimizer (TensorBoard logs the learning rate from it). The loop keeps
+    the optimizer apart from the model, so checkpoints keep their layout."""
 
-    new = not os.path.exists(path)
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    def __init__(self, model, optimizer):
+        self._model = model
+        self.optimizer = optimizer
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+

@@ -17,6 +17,11 @@ from keras import ops
 class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up, then a step drop, a cosine decay or a constant rate.
 
+    Not `keras.optimizers.schedules.CosineDecay(warmup_target=...,
+    warmup_steps=...)`: that covers the cosine kind alone, and its warm-up
+    starts from a rate of 0 at step 0 (a wasted step), where this one's first
+    step already runs at 1 / warmup_steps of the rate.
+
     Args:
         learning_rate: the rate after warm-up.
         total_steps: the run's optimizer steps.
