@@ -114,7 +114,8 @@ def _detect_and_export(model, path, tmp_path):
     tflite = export_lib.export_tflite(model, tmp_path / "model.tflite", image_size=32,
                                       metadata=False)
     interpreter = export_lib.load_tflite(tflite)
-    maps = export_lib.run_tflite(interpreter, photo[None, :32, :32].astype("float32"))
+    images = export_lib.preprocess_photo(photo, 64)  # the file's input: twice its 32
+    maps = export_lib.run_tflite(interpreter, images)
     assert np.isfinite(maps).all()
     export_lib.export_saved_model(model, tmp_path / "serving")
     assert (tmp_path / "serving").exists()

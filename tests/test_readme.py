@@ -125,6 +125,17 @@ def _is_skipped(command):
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
+    return _make_sandbox(tmp_path_factory.mktemp("readme"))
+
+
+@pytest.fixture
+def card_sandbox(tmp_path):
+    """A sandbox of its own per card: the cards train into the same folders
+    (runs/...) as the README's commands."""
+    return _make_sandbox(tmp_path)
+
+
+def _make_sandbox(root):
     """A working folder shaped like a clone's: samples/, a small synthetic
     CUHK-like tree (train and test, images/ + gt/) at ../shared/data/CUHK,
     and the inputs and placeholders the README's commands name."""
@@ -132,7 +143,6 @@ def sandbox(tmp_path_factory):
 
     from keras_defusion.data import synthetic
 
-    root = tmp_path_factory.mktemp("readme")
     work = root / "work"
     work.mkdir()
     shutil.copytree(REPO_ROOT / "samples", work / "samples")
@@ -263,7 +273,8 @@ def _card_command(command):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("card", DOCS[1:], ids=_doc_id)
-def test_every_command_of_a_model_card_runs_scaled_down(sandbox, card):
+def test_every_command_of_a_model_card_runs_scaled_down(card_sandbox, card):
+    sandbox = card_sandbox
     for method in ("lbp", "hifst"):  # maps for --baseline-maps
         if not (sandbox / "card" / "baselines" / method).exists():
             shutil.copytree(sandbox / "CUHK" / "test" / "gt", sandbox / "card" / "baselines" / method)

@@ -330,6 +330,7 @@ def test_two_local_workers_train_together(synthetic_dir, tmp_path):
     assert json.loads((out / "history.json").read_text())["epochs"]["val_fused_mae"]
 
 
+@pytest.mark.slow  # 20-35 s; the README's and the cards' package commands run too (slow)
 def test_package_writes_the_shipped_form(synthetic_dir, tmp_path):
     from keras_defusion.models import pretrained
     from keras_defusion.inference.detector import load_detector
