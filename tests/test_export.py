@@ -262,6 +262,7 @@ def test_header_size_of_every_format(image_format, options):
     assert [int(v) for v in encoded.header_size(buffer.getvalue())] == list(PHOTO_SHAPES[1])
 
 
+@pytest.mark.slow  # a TensorFlow subprocess (8 s); keeps the default suite under 5 minutes
 def test_saved_model_cli_shows_both_signatures(export_dir):
     # Run as a module of the installed TensorFlow, so it never depends on PATH.
     cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]

@@ -292,6 +292,7 @@ def model_file(model, tmp_path_factory):
     return path
 
 
+@pytest.mark.slow  # a TensorFlow subprocess (9 s); the CLI's errors are tested in-process
 def test_cli_end_to_end(model_file, tmp_path):
     out = tmp_path / "out" / "blur.tflite"
     done = subprocess.run(
