@@ -76,8 +76,15 @@ def _assert_float32_model(path):
     return model
 
 
-@pytest.mark.parametrize("mixed", [False, True], ids=["float32", "mixed"])
-@pytest.mark.parametrize("distribution", ["default", "mirrored", "multi_worker"])
+# Each strategy with mixed precision (where the crash of issue 17 was), and
+# float32 under the two strategies the rest of the suite does not train with
+# the paper recipe; the default strategy in float32 is what every other
+# training test runs. Sized so that CI stays within its 30 minutes.
+@pytest.mark.parametrize("distribution,mixed", [
+    ("default", True), ("mirrored", False), ("mirrored", True),
+    ("multi_worker", False), ("multi_worker", True),
+], ids=["default-mixed", "mirrored-float32", "mirrored-mixed", "multi_worker-float32",
+        "multi_worker-mixed"])
 def test_paper_recipe_trains_and_resumes(synthetic_dir, tmp_path, distribution, mixed):
     out = tmp_path / "run"
     argv = ["--preset", "paper", "--data", str(synthetic_dir), "--out", str(out),
