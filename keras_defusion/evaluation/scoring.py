@@ -136,7 +136,7 @@ def load_map(path, polarity="blur-white"):
                 f"{path}: a colour image, not a grey map (a colour-mapped panel?); read "
                 "through its luminance, which is not the blur probability: score the "
                 "grey maps (detect's maps/)", DataWarning, stacklevel=2)
-    prediction = image_io.load_gray_float(path)
+    prediction = image_io.gray_values(image, path)  # decoded once
     return 1.0 - prediction if polarity == "sharp-white" else prediction
 
 

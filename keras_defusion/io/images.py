@@ -134,10 +134,11 @@ def load_gray_float(path):
     8-bit files are divided by 255, 16-bit ones by 65535. Colour files (RGB,
     RGBA, palette) are read through their luminance; 1-bit files give 0 or 1.
     """
-    return _gray_values(open_image(path), path)
+    return gray_values(open_image(path), path)
 
 
-def _gray_values(image, path):
+def gray_values(image, path):
+    """`load_gray_float` of an image already opened (`open_image`)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float32) / 65535.0
     elif image.mode == "F":
@@ -202,7 +203,7 @@ def _mask_values(image, path):
         if np.ptp(grey) < 1 / 255 and np.ptp(alpha) >= 0.5:
             return alpha
         return grey
-    return _gray_values(image, path)
+    return gray_values(image, path)
 
 
 def check_polarity(polarity):
