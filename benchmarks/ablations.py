@@ -80,6 +80,8 @@ def train_command(out_dir, train_dir, val_dir, num_steps, use_ffrm, seed):
         "--image-size", str(BUDGET["image_size"]), "--seed", str(seed),
         "--model-set", f"num_steps={num_steps}",
         "--model-set", f"use_ffrm={str(use_ffrm).lower()}", "--verbose", "2",
+        # Further settings shared by every variant (none in the real budget).
+        *[word for setting in BUDGET.get("model_set", ()) for word in ("--model-set", setting)],
     ]
 
 

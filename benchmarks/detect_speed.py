@@ -31,33 +31,39 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_IMAGES = REPO_ROOT.parent / "shared" / "data" / "CUHK" / "test" / "images"
 
 
-def model_seconds(detector, photos, batch_size, repeats):
-    """Best of `repeats` mean seconds per photo of the network alone."""
+def model_seconds(detector, batches, count):
+    """Seconds per photo of the network alone over prepared `batches`."""
+    start = time.perf_counter()
+    for batch in batches:
+        detector.run_prepared(batch)
+    return (time.perf_counter() - start) / count
+
+
+def detect_seconds(detector, photos, batch_size, folder):
+    """Seconds per photo of `detect_paths` over `photos`, writing every output."""
+    summary = detect_paths(photos, folder, detector, batch_size=batch_size, progress=False,
+                           report=lambda message: None)
+    assert len(summary.written) == len(photos), summary.failures
+    return summary.seconds / len(photos)
+
+
+def measure(detector, photos, batch_size, repeats):
+    """Per repeat: (model, detect) seconds per photo, measured back to back.
+
+    Alternating the two lets a shared machine's load fall on both alike, so
+    their ratio per repeat is steadier than either time.
+    """
     prepared = [detector.prepare(load_rgb(photo))[0] for photo in photos]
     batches = [np.stack(prepared[i:i + batch_size]) for i in range(0, len(prepared), batch_size)]
-    detector.run_prepared(batches[0])  # traces the function
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for batch in batches:
-            detector.run_prepared(batch)
-        runs.append((time.perf_counter() - start) / len(photos))
-    return min(runs)
-
-
-def detect_seconds(detector, photos, batch_size, repeats):
-    """Best of `repeats` mean seconds per photo of `detect_paths`, writing outputs."""
     runs = []
     with tempfile.TemporaryDirectory() as folder:
-        detect_paths(photos[:batch_size], os.path.join(folder, "warm"), detector,
-                     batch_size=batch_size, progress=False, report=lambda message: None)
+        detector.run_prepared(batches[0])  # traces the function
+        detect_seconds(detector, photos[:batch_size], batch_size, os.path.join(folder, "warm"))
         for index in range(repeats):
-            summary = detect_paths(photos, os.path.join(folder, str(index)), detector,
-                                   batch_size=batch_size, progress=False,
-                                   report=lambda message: None)
-            assert len(summary.written) == len(photos), summary.failures
-            runs.append(summary.seconds / len(photos))
-    return min(runs)
+            model = model_seconds(detector, batches, len(photos))
+            detect = detect_seconds(detector, photos, batch_size, os.path.join(folder, str(index)))
+            runs.append((model, detect))
+    return runs
 
 
 def main(argv=None):
@@ -66,29 +72,36 @@ def main(argv=None):
     parser.add_argument("--images", default=str(DEFAULT_IMAGES), help="folder of photos")
     parser.add_argument("--limit", type=int, default=60, help="at most this many photos")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each; the best counts")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="back-to-back runs of each; medians are reported")
     add_out_arguments(parser)
     args = parse_args_keeping_results(parser, argv)
 
     photos = list_images(args.images)[:args.limit]
     detector = load_detector(args.model)
-    model = model_seconds(detector, photos, args.batch_size, args.repeats)
-    detect = detect_seconds(detector, photos, args.batch_size, args.repeats)
+    runs = measure(detector, photos, args.batch_size, args.repeats)
+    model = float(np.median([m for m, _ in runs]))
+    detect = float(np.median([d for _, d in runs]))
+    ratio = float(np.median([d / m for m, d in runs]))
     report = {
         "model": str(detector.source),
         "inference_size": detector.inference_size,
         "photos": len(photos),
         "images": os.path.abspath(args.images),
         "batch_size": args.batch_size,
+        "repeats": args.repeats,
         "model_seconds_per_photo": round(model, 4),
         "detect_seconds_per_photo": round(detect, 4),
-        "ratio": round(detect / model, 3),
+        "ratio": round(ratio, 3),
+        "ratios": [round(d / m, 3) for m, d in runs],
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
-        "note": "best of --repeats runs; detect writes the map, overlay and panel of each photo",
+        "note": "medians over --repeats back-to-back runs of the network alone and of "
+                "detect; ratio is the median of the per-run ratios; detect writes the "
+                "map, overlay and panel of each photo",
     }
     write_json(args.out, report)
     print(f"model {model:.4f} s/photo, detect {detect:.4f} s/photo: "
-          f"ratio {detect / model:.2f} ({args.out})")
+          f"ratio {ratio:.2f} ({args.out})")
     return 0
 
 

@@ -45,7 +45,8 @@ def test_end_to_end_at_a_tiny_budget(tmp_path, monkeypatch):
     synthetic.write_synthetic_folder(data / "train", count=10, size=48, seed=1)
     synthetic.write_synthetic_folder(data / "test", count=3, size=48, seed=2)
     monkeypatch.setattr(ablations, "BUDGET", {
-        "preset": "scratch", "steps": 2, "steps_per_epoch": 1, "image_size": 32})
+        "preset": "scratch", "steps": 2, "steps_per_epoch": 1, "image_size": 32,
+        "model_set": ["encoder_width=0.0625", "side_channels=4", "fusion_channels=4"]})
     out = tmp_path / "ablations.json"
     argv = ["--runs", str(tmp_path / "runs"), "--data", str(data), "--only", "t3_seed0",
             "--out", str(out)]

@@ -44,3 +44,28 @@ def test_every_script_parses_with_the_shared_out_arguments(script):
     source = script.read_text()
     assert "add_out_arguments(" in source and "parse_args_keeping_results(" in source
     assert '"--json"' not in source and "results/" not in source.split('"""')[-1]
+
+
+def test_detect_speed_reports_medians_of_back_to_back_runs(tmp_path):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from benchmarks import detect_speed
+    from tests import harness
+
+    model_path = tmp_path / "tiny.keras"
+    harness.tiny_model(inference_size=32).save(model_path)
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        photo = rng.integers(0, 256, (40 + index, 50, 3), dtype=np.uint8)
+        Image.fromarray(photo).save(tmp_path / f"p{index}.jpg")
+    out = tmp_path / "speed.json"
+    assert detect_speed.main(["--model", str(model_path), "--images", str(tmp_path),
+                              "--batch-size", "2", "--repeats", "3", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["photos"] == 3 and len(report["ratios"]) == 3
+    assert report["model_seconds_per_photo"] > 0 and report["detect_seconds_per_photo"] > 0
+    # Both are rounded to 3 decimals: the median lies among the runs' ratios.
+    assert min(report["ratios"]) - 0.001 <= report["ratio"] <= max(report["ratios"]) + 0.001

@@ -411,3 +411,64 @@ def test_ctrl_c_finishes_what_was_started_and_reports(model_path, tmp_path):
     again = batch_detect.detect_paths(photos, out, load_detector(model_path), batch_size=2,
                                     progress=False, report=lambda m: None)
     assert len(again.skipped) == 2 and len(again.written) == 3 and not again.interrupted
+
+
+# === Memory near the pixel limit ===
+
+
+def test_strips_give_the_same_pictures_as_whole_photos(monkeypatch):
+    rng = np.random.default_rng(1)
+    photo = rng.integers(0, 256, (70, 45, 3), dtype=np.uint8)
+    blur_map = rng.uniform(-0.1, 1.1, (70, 45)).astype(np.float32)
+    whole = visualize.overlay(photo, blur_map), visualize.overlay(photo, blur_map, threshold=0.4)
+    monkeypatch.setattr(visualize, "STRIP_PIXELS", 300)  # strips of 6 rows
+    strips = visualize.overlay(photo, blur_map), visualize.overlay(photo, blur_map, threshold=0.4)
+    for a, b in zip(whole, strips):
+        np.testing.assert_array_equal(a, b)
+
+
+LARGE_PHOTO_PROBE = """
+import resource, sys
+from keras_defusion.inference.batch_detect import detect_paths
+from keras_defusion.inference.detector import load_detector
+model, small, large, out = sys.argv[1:]
+detector = load_detector(model)
+detect_paths([small], out, detector, progress=False)  # TensorFlow's own warm-up
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+summary = detect_paths([large], out, detector, progress=False)
+assert len(summary.written) == 1, summary.format()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+def test_a_large_photo_costs_a_few_bytes_per_pixel(model_path, tmp_path):
+    # 20 MP compress to 80 KB. Whole-photo float copies cost 46 bytes per
+    # pixel; the photo, its map and its overlay need 8, and the decoder's
+    # buffers as much again.
+    import subprocess
+    import sys
+
+    height, width = 5000, 4000
+    stripes = np.zeros((height, width, 3), np.uint8)
+    stripes[:, : width // 2] = 180
+    stripes[::5] = 30
+    Image.fromarray(stripes).save(tmp_path / "large.png", compress_level=9)
+    del stripes
+    save_photo(tmp_path / "small.png", 40, 50)
+    result = subprocess.run(
+        [sys.executable, "-c", LARGE_PHOTO_PROBE, str(model_path), str(tmp_path / "small.png"),
+         str(tmp_path / "large.png"), str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rise = int(result.stdout.split()[-1])
+    assert rise < 24 * height * width, f"{rise / (height * width):.1f} bytes per pixel"
+
+
+def test_colour_maps_are_matplotlibs_colours():
+    import matplotlib
+
+    edges = np.array([0, 1 / 256, 0.00390625, 0.5, 255 / 256, 1 - 1e-7, 1.0], np.float32)
+    values = np.concatenate([edges, np.random.default_rng(0).random(5000, np.float32)])[None]
+    expected = matplotlib.colormaps["inferno"](values)[..., :3] * 255.0
+    np.testing.assert_array_equal(visualize.colorize(values),
+                                  np.clip(expected + 0.5, 0, 255).astype(np.uint8))

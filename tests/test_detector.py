@@ -11,6 +11,7 @@ from PIL import Image
 
 from keras_defusion import DeFusionNet
 from keras_defusion import export as export_lib
+from keras_defusion.inference import contract
 from keras_defusion.inference.detector import ModelLoadError
 from keras_defusion.inference.detector import find_saved_model_dir
 from keras_defusion.inference.detector import load_detector
@@ -200,6 +201,17 @@ def test_odd_and_large_sizes(detector, shape):
     blur_map = detector.detect(photo(*shape))
     assert blur_map.shape == shape
     assert np.isfinite(blur_map).all()
+
+
+@pytest.mark.parametrize("shape", [(90, 61), (20, 300), (300, 20), (2, 700)])
+def test_strips_resize_bit_for_bit_as_the_whole_photo(shape):
+    # Strips of 400 pixels: columns of 4 to 20 (of 1 for the 700-pixel-high photo).
+    rgb = photo(*shape)
+    np.testing.assert_array_equal(contract.resize_photo_array(rgb, 48, strip_pixels=400),
+                                  contract.resize_photos(rgb, 48).numpy())
+    small = np.random.default_rng(0).uniform(-0.2, 1.2, (48, 48)).astype(np.float32)
+    whole = np.clip(contract.resize_maps(small[..., None], *shape).numpy()[..., 0], 0, 1)
+    np.testing.assert_array_equal(contract.resize_map_array(small, *shape, strip_pixels=400), whole)
 
 
 # === Image modes and array kinds ===

@@ -83,6 +83,8 @@ FRESH_PROCESS_SCRIPT = textwrap.dedent(
     errors = {}
     for name, bad in [("garbage", blobs[:1] + [b"not an image"]), ("empty", [b""]),
                       ("truncated", [blobs[0][:60]]), ("no_image", []),
+                      ("cut_jpeg", blobs[:1] + [blobs[1][:-300]]),
+                      ("cut_exif_jpeg", [extra["exif6"][:-2]]),
                       ("huge", blobs[:1] + [extra["huge"]])]:
         try:
             encoded_fn(encoded=tf.constant(bad, dtype=tf.string))
@@ -212,8 +214,24 @@ def test_malformed_bytes_fail_with_a_clear_message(fresh_outputs):
     assert "detect_encoded: encoded[1] (12 bytes) is not a JPEG/PNG/GIF/BMP/WebP file" in errors["garbage"]
     assert "encoded[0] (0 bytes)" in errors["empty"]
     assert "detect_encoded: encoded is empty; send at least one image" in errors["no_image"]
-    # A truncated PNG passes the format check; the decoder rejects it.
-    assert errors["truncated"] and "PNG" in errors["truncated"]
+    # Truncated files are named before the decoder sees them.
+    assert "detect_encoded: encoded[0] (60 bytes) is cut short" in errors["truncated"]
+    assert "detect_encoded: encoded[1]" in errors["cut_jpeg"]
+    assert "is cut short" in errors["cut_jpeg"]
+    assert "detect_encoded: encoded[0]" in errors["cut_exif_jpeg"]
+    assert "is cut short" in errors["cut_exif_jpeg"]
+
+
+@pytest.mark.parametrize("file_format", ["JPEG", "PNG", "BMP", "WEBP"])
+def test_cut_short_files_are_told_from_whole_ones(file_format):
+    from keras_defusion.export.encoded import is_cut_short
+
+    whole = encode(photos()[1], file_format)
+    assert not bool(is_cut_short(whole))
+    # Bytes after the end (a phone's motion photo appends a video) are fine.
+    assert not bool(is_cut_short(whole + b"\0trailing video" * 50))
+    for cut in (len(whole) - 1, len(whole) // 2, 30):
+        assert bool(is_cut_short(whole[:cut])), cut
 
 
 def test_huge_image_refused_from_its_header(fresh_outputs):

@@ -17,6 +17,8 @@ is written here with TensorFlow string ops:
 # segments are at most 64 KB and come first).
 HEADER_BYTES = 64
 EXIF_SEARCH_BYTES = 65536 + 64
+# Marker segments walked before a JPEG's first scan (cameras write ~10-20).
+MAX_JPEG_SEGMENTS = 256
 # IFD0 entries read in search of the orientation tag (cameras write ~10-20).
 MAX_IFD_ENTRIES = 64
 ORIENTATION_TAG = 0x0112
@@ -110,6 +112,82 @@ def header_size(data):
             (tf.logical_and(_starts(head, 0, b"RIFF"), _starts(head, 8, b"WEBP")), webp),
         ],
         default=unknown,
+    )
+
+
+def _contains(data, pattern):
+    """Whether the bytes of `data` contain `pattern` (a few bytes), as a bool."""
+    import tensorflow as tf
+
+    raw = tf.io.decode_raw(tf.strings.join([data, b"\0" * len(pattern)]), tf.uint8)
+    length = tf.size(raw) - len(pattern)
+    match = tf.ones([length], tf.bool)
+    for offset, byte in enumerate(pattern):
+        match = tf.logical_and(match, tf.equal(raw[offset:offset + length], byte))
+    return tf.reduce_any(match)
+
+
+def _jpeg_cut_short(data):
+    """Whether a JPEG ends before its end-of-image marker (FF D9) follows its first scan.
+
+    Walks the marker segments from the start to the first scan (SOS); the
+    EOI must come after it (bytes appended after EOI, as in motion photos,
+    are fine). A file the walk cannot follow is left to the decoder.
+    """
+    import tensorflow as tf
+
+    length = tf.cast(tf.strings.length(data), tf.int64)
+
+    def segment(position):
+        head = _padded_head(tf.strings.substr(data, tf.minimum(position, length), 4), 4)
+        raw = tf.cast(tf.io.decode_raw(tf.strings.substr(head, 0, 4), tf.uint8), tf.int64)
+        return raw[0], raw[1], raw[2] * 256 + raw[3]
+
+    def walking(position, state):
+        return tf.equal(state, 0)
+
+    def step(position, state):
+        first, marker, size = segment(position)
+        at_end = position + 4 > length
+        state = tf.case([(at_end, lambda: tf.constant(2, tf.int64)),          # cut short
+                         (tf.not_equal(first, 0xFF), lambda: tf.constant(3, tf.int64)),
+                         (tf.equal(marker, 0xDA), lambda: tf.constant(1, tf.int64))],
+                        default=lambda: tf.constant(0, tf.int64))
+        # FF FF is fill before a marker; every other marker here has a length.
+        advance = tf.where(tf.equal(marker, 0xFF), tf.constant(1, tf.int64), 2 + size)
+        return tf.where(tf.equal(state, 0), position + advance, position), state
+
+    position, state = tf.while_loop(walking, step, (tf.constant(2, tf.int64), tf.constant(0, tf.int64)),
+                                    maximum_iterations=MAX_JPEG_SEGMENTS)
+    position = tf.minimum(position, length)
+    scan = tf.strings.substr(data, position, length - position)
+    return tf.logical_or(tf.equal(state, 2),
+                         tf.logical_and(tf.equal(state, 1),
+                                        tf.logical_not(_contains(scan, b"\xff\xd9"))))
+
+
+def is_cut_short(data):
+    """Whether an encoded image's bytes end before the file does (a bool).
+
+    JPEG: no end-of-image marker after the first scan. PNG: no IEND chunk
+    with its checksum. BMP and WebP: fewer bytes than the header declares.
+    GIF is not checked (its decoder accepts a missing trailer).
+    """
+    import tensorflow as tf
+
+    head = _padded_head(data, HEADER_BYTES)
+    length = tf.cast(tf.strings.length(data), tf.int64)
+    false = lambda: tf.constant(False)  # noqa: E731
+    return tf.case(
+        [
+            (_starts(head, 0, b"\xff\xd8\xff"), lambda: _jpeg_cut_short(data)),
+            (_starts(head, 0, b"\x89PNG\r\n\x1a\n"),
+             lambda: tf.logical_not(_contains(data, b"IEND\xaeB`\x82"))),
+            (_starts(head, 0, b"BM"), lambda: length < _uint(head, 2, 4)),
+            (tf.logical_and(_starts(head, 0, b"RIFF"), _starts(head, 8, b"WEBP")),
+             lambda: length < _uint(head, 4, 4) + 8),
+        ],
+        default=false,
     )
 
 

@@ -21,6 +21,7 @@ from keras_defusion.export.common import model_metadata
 from keras_defusion.export.encoded import apply_orientation
 from keras_defusion.export.encoded import exif_orientation
 from keras_defusion.export.encoded import header_size
+from keras_defusion.export.encoded import is_cut_short
 from keras_defusion.export.warmup import warmup_requests
 from keras_defusion.export.warmup import write_warmup_file
 from keras_defusion.export.common import serving_model
@@ -81,6 +82,19 @@ def _encoded_check(encoded, index):
     )
     message = tf.strings.format(template, (index, tf.strings.length(encoded)))
     return tf.debugging.Assert(known, [message], name="check_image_format")
+
+
+def _complete_check(encoded, index):
+    """An assertion that `encoded` is not cut short (see `is_cut_short`)."""
+    import tensorflow as tf
+
+    template = (
+        f"{ENCODED_SIGNATURE}: {ENCODED_INPUT}[{{}}] ({{}} bytes) is cut short: its bytes "
+        "end before the image file does; send the whole file"
+    )
+    message = tf.strings.format(template, (index, tf.strings.length(encoded)))
+    return tf.debugging.Assert(tf.logical_not(is_cut_short(encoded)), [message],
+                               name="check_image_complete")
 
 
 def _pixel_check(height, width, index, max_pixels):
@@ -179,7 +193,8 @@ def _serving_root(model, image_size=None, batch_size=None, config_path=None, wit
             data, index = args
             with tf.control_dependencies([_encoded_check(data, index)]):
                 height, width = header_size(data)
-            with tf.control_dependencies([_pixel_check(height, width, index, max_pixels)]):
+            with tf.control_dependencies([_pixel_check(height, width, index, max_pixels),
+                                          _complete_check(data, index)]):
                 image = tf.io.decode_image(data, channels=3, expand_animations=False)
             # Upright, as `detect` turns photos (most phone JPEGs carry the tag).
             image = apply_orientation(image, exif_orientation(data))

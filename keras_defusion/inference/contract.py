@@ -83,6 +83,62 @@ def resize_photos(images, size):
     return tf.clip_by_value(resized, 0.0, 255.0)
 
 
+# Photos and maps over this many pixels are resized a strip at a time, so a
+# photo near the pixel limit never exists as one float32 tensor (an 81-MP
+# photo would take 1 GB, and the resize as much again).
+STRIP_PIXELS = 1 << 22
+
+
+def resize_photo_array(photo, size, strip_pixels=STRIP_PIXELS):
+    """One photo [H, W, 3] to float32 [S, S, 3]: `resize_photos`, in bounded memory.
+
+    A large photo is reduced in height one strip of columns at a time, then
+    in width: the order the antialiased resize itself takes, so the result is
+    the same, bit for bit.
+
+    Args:
+        photo: an array [H, W, 3], RGB 0..255, any real dtype.
+        size: the side S of the square.
+        strip_pixels: the most pixels converted to float32 at once.
+    """
+    import tensorflow as tf
+
+    height, width = photo.shape[:2]
+    if (height, width) == (size, size):
+        return np.asarray(photo, np.float32)
+    if height * width <= strip_pixels:
+        return resize_photos(photo, size).numpy()
+    step = max(1, strip_pixels // height)
+    columns = np.concatenate([
+        tf.image.resize(tf.cast(photo[:, left:left + step], tf.float32),
+                        [size, min(step, width - left)], antialias=True).numpy()
+        for left in range(0, width, step)
+    ], axis=1)
+    return resize_photos(columns, size).numpy()
+
+
+def resize_map_array(blur_map, height, width, strip_pixels=STRIP_PIXELS):
+    """One map [S, S] to float32 [height, width] in [0, 1]: `resize_maps`, in bounded memory.
+
+    The map is widened first, then heightened a strip of columns at a time:
+    the order the bilinear resize itself takes, so the result is the same,
+    bit for bit.
+    """
+    blur_map = np.asarray(blur_map, np.float32)[..., None]
+    if blur_map.shape[:2] == (height, width):
+        resized = blur_map[..., 0].copy()
+    elif height * width <= strip_pixels:
+        resized = resize_maps(blur_map, height, width).numpy()[..., 0]
+    else:
+        wide = resize_maps(blur_map, blur_map.shape[0], width).numpy()
+        resized = np.empty((height, width), np.float32)
+        step = max(1, strip_pixels // height)
+        for left in range(0, width, step):
+            strip = wide[:, left:left + step]
+            resized[:, left:left + step] = resize_maps(strip, height, strip.shape[1]).numpy()[..., 0]
+    return np.clip(resized, 0.0, 1.0, out=resized)
+
+
 def check_input_reduction(factor, name="input_reduction"):
     """`factor` as an int, or UsageError when it is not one of `INPUT_REDUCTIONS`."""
     if isinstance(factor, bool) or factor not in INPUT_REDUCTIONS:

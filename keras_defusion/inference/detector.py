@@ -16,7 +16,8 @@ Every photo is resized to one square inference size S x S (bilinear,
 antialiased, as training resizes), run through the network, and its map
 resized back to the photo's own size (bilinear), so the network costs the
 same for a 12-MP photo as for a small one. The resizing is
-`resize_photos` / `resize_maps`, shared with the exports.
+`resize_photos` / `resize_maps`, shared with the exports (done a strip at
+a time for large photos, with the same result).
 
 Example:
 
@@ -40,8 +41,8 @@ from keras_defusion.inference.contract import DEFAULT_INFERENCE_SIZE
 from keras_defusion.inference.contract import FUSED
 from keras_defusion.inference.contract import check_inference_size
 from keras_defusion.inference.contract import model_inference_size
-from keras_defusion.inference.contract import resize_maps
-from keras_defusion.inference.contract import resize_photos
+from keras_defusion.inference.contract import resize_map_array
+from keras_defusion.inference.contract import resize_photo_array
 from keras_defusion.inference.runners import _KerasRunner
 from keras_defusion.inference.runners import _SavedModelRunner
 from keras_defusion.inference.runners import _TFLiteRunner
@@ -143,7 +144,7 @@ class Detector:
     def prepare(self, image):
         """A photo resized for the network: (float32 [I, I, 3] at `input_size`, its (H, W))."""
         rgb = to_rgb(image)
-        return resize_image(rgb, self.input_size), tuple(rgb.shape[:2])
+        return resize_photo_array(rgb, self.input_size), tuple(rgb.shape[:2])
 
     def run_prepared(self, batch, outputs=None):
         """The network on prepared photos [N, I, I, 3]: a map [S, S] (or a dict) each."""
@@ -155,8 +156,8 @@ class Detector:
     def restore(self, small, size):
         """A map (or dict of maps) from `run_prepared` at the photo's (H, W)."""
         if isinstance(small, dict):
-            return {name: resize_map(blur_map, size) for name, blur_map in small.items()}
-        return resize_map(small, size)
+            return {name: resize_map_array(blur_map, *size) for name, blur_map in small.items()}
+        return resize_map_array(small, *size)
 
     def _output_selection(self, outputs):
         available = self._runner.output_names
@@ -247,24 +248,6 @@ def to_rgb(image):
             stacklevel=2,
         )
     return array
-
-
-def resize_image(rgb, size):
-    """RGB [H, W, 3] to float32 [size, size, 3], as training and the exports resize."""
-    if rgb.shape[:2] == (size, size):
-        return rgb.astype(np.float32)
-    return resize_photos(rgb, size).numpy()
-
-
-def resize_map(blur_map, size):
-    """A map [S, S] back to `size` (H, W), bilinear, clipped to [0, 1]."""
-    blur_map = np.asarray(blur_map, dtype=np.float32)
-    if blur_map.shape != tuple(size):
-        blur_map = resize_maps(blur_map[..., None], *size).numpy()[..., 0]
-    return np.clip(blur_map, 0.0, 1.0).astype(np.float32)
-
-
-# === Runners: one per artefact kind ===
 
 
 # === Loading ===

@@ -9,6 +9,7 @@ import pathlib
 import warnings
 
 import numpy as np
+from PIL import ExifTags
 from PIL import Image
 from PIL import ImageOps
 
@@ -108,7 +109,10 @@ def to_rgb_array(image):
     what Pillow gives for 16-bit PNG/TIFF data, so it is read on the same
     0..65535 scale (values outside are clipped).
     """
-    image = ImageOps.exif_transpose(image)
+    # No copy unless the orientation or the mode needs one: each copy of a
+    # photo near the pixel limit costs hundreds of MB.
+    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)
         array = np.clip(array / 65535.0 * 255.0 + 0.5, 0, 255).astype(np.uint8)
@@ -116,7 +120,9 @@ def to_rgb_array(image):
     if image.mode == "F":
         array = np.clip(np.asarray(image) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(array[..., None], 3, axis=-1)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.asarray(image, dtype=np.uint8)
 
 
 def load_rgb(path):
@@ -126,6 +132,8 @@ def load_rgb(path):
         return to_rgb_array(image)
     except Exception as e:
         raise ImageReadError(f"{path}: cannot convert to RGB ({e})") from None
+    finally:
+        image.close()
 
 
 def load_gray_float(path):
@@ -221,7 +229,9 @@ def save_png(path, array):
 
 def map_to_uint8(prob_map):
     """A float map in [0, 1] to uint8 0..255 (rounded)."""
-    return np.clip(np.asarray(prob_map) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    scaled = np.asarray(prob_map) * 255.0  # the one temporary, for large maps
+    scaled += 0.5
+    return np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
 
 
 def _warn(message):
