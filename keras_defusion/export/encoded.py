@@ -50,8 +50,22 @@ def _starts(head, offset, magic):
     return tf.equal(tf.strings.substr(head, offset, len(magic)), magic)
 
 
+def file_formats(data):
+    """Which supported format the bytes of `data` start like: name -> scalar bool."""
+    import tensorflow as tf
+
+    head = _padded_head(data, HEADER_BYTES)
+    return {
+        "JPEG": _starts(head, 0, b"\xff\xd8\xff"),
+        "PNG": _starts(head, 0, b"\x89PNG\r\n\x1a\n"),
+        "GIF": tf.logical_or(_starts(head, 0, b"GIF87a"), _starts(head, 0, b"GIF89a")),
+        "BMP": _starts(head, 0, b"BM"),
+        "WebP": tf.logical_and(_starts(head, 0, b"RIFF"), _starts(head, 8, b"WEBP")),
+    }
+
+
 def is_jpeg(data):
-    return _starts(_padded_head(data, 4), 0, b"\xff\xd8\xff")
+    return file_formats(data)["JPEG"]
 
 
 def header_size(data):
@@ -103,28 +117,19 @@ def header_size(data):
     def unknown():
         return tf.constant(0, tf.int64), tf.constant(0, tf.int64)
 
+    formats = file_formats(data)
     return tf.case(
-        [
-            (_starts(head, 0, b"\xff\xd8\xff"), jpeg),
-            (_starts(head, 0, b"\x89PNG\r\n\x1a\n"), png),
-            (tf.logical_or(_starts(head, 0, b"GIF87a"), _starts(head, 0, b"GIF89a")), gif),
-            (_starts(head, 0, b"BM"), bmp),
-            (tf.logical_and(_starts(head, 0, b"RIFF"), _starts(head, 8, b"WEBP")), webp),
-        ],
+        [(formats["JPEG"], jpeg), (formats["PNG"], png), (formats["GIF"], gif),
+         (formats["BMP"], bmp), (formats["WebP"], webp)],
         default=unknown,
     )
 
 
 def _contains(data, pattern):
-    """Whether the bytes of `data` contain `pattern` (a few bytes), as a bool."""
+    """Whether the bytes of `data` contain `pattern`, as a bool."""
     import tensorflow as tf
 
-    raw = tf.io.decode_raw(tf.strings.join([data, b"\0" * len(pattern)]), tf.uint8)
-    length = tf.size(raw) - len(pattern)
-    match = tf.ones([length], tf.bool)
-    for offset, byte in enumerate(pattern):
-        match = tf.logical_and(match, tf.equal(raw[offset:offset + length], byte))
-    return tf.reduce_any(match)
+    return tf.equal(tf.size(tf.strings.split(data, sep=pattern, maxsplit=1)), 2)
 
 
 def _jpeg_cut_short(data):
@@ -139,9 +144,9 @@ def _jpeg_cut_short(data):
     length = tf.cast(tf.strings.length(data), tf.int64)
 
     def segment(position):
+        """A marker's two bytes and its segment's length (big-endian)."""
         head = _padded_head(tf.strings.substr(data, tf.minimum(position, length), 4), 4)
-        raw = tf.cast(tf.io.decode_raw(tf.strings.substr(head, 0, 4), tf.uint8), tf.int64)
-        return raw[0], raw[1], raw[2] * 256 + raw[3]
+        return _uint(head, 0, 1), _uint(head, 1, 1), _uint(head, 2, 2, False)
 
     def walking(position, state):
         return tf.equal(state, 0)
@@ -177,17 +182,15 @@ def is_cut_short(data):
 
     head = _padded_head(data, HEADER_BYTES)
     length = tf.cast(tf.strings.length(data), tf.int64)
-    false = lambda: tf.constant(False)  # noqa: E731
+    formats = file_formats(data)
     return tf.case(
         [
-            (_starts(head, 0, b"\xff\xd8\xff"), lambda: _jpeg_cut_short(data)),
-            (_starts(head, 0, b"\x89PNG\r\n\x1a\n"),
-             lambda: tf.logical_not(_contains(data, b"IEND\xaeB`\x82"))),
-            (_starts(head, 0, b"BM"), lambda: length < _uint(head, 2, 4)),
-            (tf.logical_and(_starts(head, 0, b"RIFF"), _starts(head, 8, b"WEBP")),
-             lambda: length < _uint(head, 4, 4) + 8),
+            (formats["JPEG"], lambda: _jpeg_cut_short(data)),
+            (formats["PNG"], lambda: tf.logical_not(_contains(data, b"IEND\xaeB`\x82"))),
+            (formats["BMP"], lambda: length < _uint(head, 2, 4)),
+            (formats["WebP"], lambda: length < _uint(head, 4, 4) + 8),
         ],
-        default=false,
+        default=lambda: tf.constant(False),
     )
 
 

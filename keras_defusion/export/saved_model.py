@@ -20,6 +20,7 @@ from keras_defusion.export.common import _tf_variables
 from keras_defusion.export.common import model_metadata
 from keras_defusion.export.encoded import apply_orientation
 from keras_defusion.export.encoded import exif_orientation
+from keras_defusion.export.encoded import file_formats
 from keras_defusion.export.encoded import header_size
 from keras_defusion.export.encoded import is_cut_short
 from keras_defusion.export.warmup import warmup_requests
@@ -45,7 +46,7 @@ ENCODED_SIGNATURE = "detect_encoded"
 ENCODED_INPUT = "encoded"
 
 
-ENCODED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WebP")
+ENCODED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WebP")  # file_formats' names
 
 
 # detect_encoded's default limit: a 50-MP phone photo passes. Decoding and
@@ -57,24 +58,7 @@ def _encoded_check(encoded, index):
     """An assertion that `encoded` starts like a supported image file."""
     import tensorflow as tf
 
-    # Pad so that every slice exists, even for an empty string.
-    head = tf.strings.substr(tf.strings.join([encoded, tf.constant(b"\0" * 12)]), 0, 12)
-
-    def starts(offset, magic):
-        return tf.equal(tf.strings.substr(head, offset, len(magic)), magic)
-
-    known = tf.reduce_any(
-        tf.stack(
-            [
-                starts(0, b"\xff\xd8\xff"),  # JPEG
-                starts(0, b"\x89PNG\r\n\x1a\n"),
-                starts(0, b"GIF87a"),
-                starts(0, b"GIF89a"),
-                starts(0, b"BM"),
-                tf.logical_and(starts(0, b"RIFF"), starts(8, b"WEBP")),
-            ]
-        )
-    )
+    known = tf.reduce_any(tf.stack(list(file_formats(encoded).values())))
     template = (
         f"{ENCODED_SIGNATURE}: {ENCODED_INPUT}[{{}}] ({{}} bytes) is not a "
         f"{'/'.join(ENCODED_FORMATS)} file; send each image file's bytes "
