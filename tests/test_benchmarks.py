@@ -69,3 +69,50 @@ def test_detect_speed_reports_medians_of_back_to_back_runs(tmp_path):
     assert report["model_seconds_per_photo"] > 0 and report["detect_seconds_per_photo"] > 0
     # Both are rounded to 3 decimals: the median lies among the runs' ratios.
     assert min(report["ratios"]) - 0.001 <= report["ratio"] <= max(report["ratios"]) + 0.001
+
+
+def test_val_levers_scores_each_lever_on_the_runs_validation_split(tmp_path):
+    import json
+
+    from benchmarks import val_levers
+    from keras_defusion.data import synthetic
+    from tests import harness
+
+    synthetic.write_synthetic_folder(tmp_path / "train", count=10, size=72, seed=0)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({
+        "data": {"train": str(tmp_path / "train")},
+        "training": {"val_fraction": 0.3, "seed": 0, "polarity": "blur-white"}}))
+    model_path = tmp_path / "tiny.keras"
+    harness.tiny_model(inference_size=32).save(model_path)
+    out = tmp_path / "levers.json"
+    val_levers.main(["--run", str(run), "--model", str(model_path), "--sizes", "48",
+                     "--out", str(out)])
+    report = json.loads(out.read_text())
+    levers = report["levers"]
+    assert report["validation_pairs"] == 3
+    assert {"plain", "flip", "size 48", "guided r=4 eps=0.001", "sharpen k=2"} <= set(levers)
+    assert levers["plain"]["delta_mae"] == 0 and levers["plain"]["images"] == 3
+    assert levers["flip"]["network_runs"] == 2 and levers["size 48"]["network_runs"] == 2.25
+    assert levers["flip"]["mae"] != levers["plain"]["mae"]
+    # Sharpening keeps each pixel on its side of 0.5, and moves MAE.
+    assert levers["sharpen k=2"]["f_at_0.5"] == levers["plain"]["f_at_0.5"]
+    assert levers["sharpen k=2"]["mae"] != levers["plain"]["mae"]
+
+
+def test_sharpen_and_guided_filter_keep_maps_in_range():
+    import numpy as np
+
+    from benchmarks import val_levers
+
+    rng = np.random.default_rng(0)
+    blur_map = rng.uniform(0, 1, (20, 30)).astype(np.float32)
+    sharper = val_levers.sharpen(blur_map, 3.0)
+    assert np.array_equal(sharper > 0.5, blur_map > 0.5)
+    assert np.all(np.abs(sharper - 0.5) >= np.abs(blur_map - 0.5) - 1e-6)
+    guide = rng.uniform(0, 1, (20, 30)).astype(np.float32)
+    filtered = val_levers.guided_filter(guide, blur_map, 2, 1e-3)
+    assert filtered.shape == blur_map.shape and 0 <= filtered.min() and filtered.max() <= 1
+    # A map equal to its guide passes through a guided filter with small eps.
+    np.testing.assert_allclose(val_levers.guided_filter(guide, guide, 2, 1e-8), guide, atol=1e-3)

@@ -292,12 +292,17 @@ def _mask_photos(count=6, height=36, width=48):
     return photos, masks
 
 
-@pytest.mark.parametrize("border", data.ROTATION_BORDERS)
-def test_augmentation_moves_photo_and_mask_together(border):
+@pytest.mark.parametrize("border, methods", [
+    *((border, ("antialiased",)) for border in data.ROTATION_BORDERS),
+    ("crop", data.RESIZE_METHODS),
+    ("crop", ("corner_bilinear",)),
+])
+def test_augmentation_moves_photo_and_mask_together(border, methods):
     photos, masks = _mask_photos()
     dataset = data.dataset_from_arrays(
         photos, masks, 24, 6, training=True, seed=0,
         max_rotation=15, scale_range=(0.8, 1.3), rotation_border=border,
+        resize_methods=methods,
     )
     iterator = iter(dataset)
     for _ in range(3):
@@ -308,6 +313,30 @@ def test_augmentation_moves_photo_and_mask_together(border):
         assert 0.0 <= images.min() and images.max() <= 255.0
         agree = (images[..., :1] >= 127.5) == (augmented >= 0.5)
         assert agree.mean() > 0.99
+
+
+def test_corner_bilinear_samples_at_pixel_corners_as_mediapipe_does():
+    """Target pixel x reads source x * in / out (no half-pixel offset): the
+    geometry of MediaPipe's ImageSegmenter (an OpenCV warp by the scale)."""
+    from keras_defusion.data import augmentation
+
+    photo = np.random.default_rng(0).uniform(0, 255, (30, 45, 3)).astype(np.float32)
+    side = 20
+
+    def weights(in_size):  # [side, in_size] bilinear weights at x * in / out
+        source = np.arange(side) * in_size / side
+        low = np.floor(source).astype(int)
+        high = np.minimum(low + 1, in_size - 1)
+        table = np.zeros((side, in_size))
+        table[np.arange(side), low] += 1 - (source - low)
+        table[np.arange(side), high] += source - low
+        return table
+
+    expected = np.einsum("yi,xj,ijc->yxc", weights(30), weights(45), photo)
+    actual = augmentation.resize_photo(photo, side, "corner_bilinear").numpy()
+    np.testing.assert_allclose(actual, expected, atol=1e-3)
+    centred = augmentation.resize_photo(photo, side, "bilinear").numpy()
+    assert np.abs(centred - expected).mean() > 1.0  # the two geometries differ
 
 
 def test_augmentation_without_rotation_or_zoom_is_exact_or_mirrored():

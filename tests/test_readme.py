@@ -258,6 +258,8 @@ CARD_SKIPPED = {
     r"benchmarks\.phone_candidates": "times eight candidate networks for minutes; "
                                      "tests/test_benchmarks.py checks its arguments",
     r"--preset scratch": "the README's training command, run scaled above",
+    r"benchmarks\.val_levers": "needs the README's training run runs/robust-ft; "
+                               "tests/test_benchmarks.py runs it on a tiny run",
     # The phone card's training, size choice and packaging are the README's
     # "The shipped model" commands, run scaled above.
     r"--preset phone|--run runs/phone": "the README's phone commands, run scaled above",

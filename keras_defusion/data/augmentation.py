@@ -11,7 +11,10 @@ ROTATION_BORDERS = ("crop", "reflect")
 # (MediaPipe's ImageSegmenter), `tf.image.resize`'s default and OpenCV's
 # INTER_LINEAR sample without antialiasing; training on all of them makes the
 # maps independent of the caller's choice (README, "Phones").
-RESIZE_METHODS = ("antialiased", "bilinear", "area", "nearest", "bicubic")
+# "corner_bilinear" samples at pixel corners (source x = target x * in / out,
+# TF 1's `resize_bilinear`), as MediaPipe's ImageSegmenter does; the mask is
+# resized the same way, so the map stays aligned with the shifted photo.
+RESIZE_METHODS = ("antialiased", "bilinear", "area", "nearest", "bicubic", "corner_bilinear")
 
 
 DEFAULT_RESIZE_METHODS = ("antialiased",)
@@ -50,6 +53,10 @@ def resize_photo(image, side, method):
     size = tf.stack([side, side])
     if method == "antialiased":
         return tf.image.resize(image, size, method="bilinear", antialias=True)
+    if method == "corner_bilinear":
+        return tf.raw_ops.ResizeBilinear(
+            images=image[tf.newaxis], size=size, align_corners=False,
+            half_pixel_centers=False)[0]
     return tf.image.resize(image, size, method=method)
 
 
@@ -58,13 +65,14 @@ def _resize_random(stacked, side, methods, seed):
     if methods == ("antialiased",):
         return _resize_square(stacked, side)
     mask = _resize_square(stacked[..., 3:], side)
+
+    def resize(method):
+        if method == "corner_bilinear":  # the mask must follow the photo's shift
+            return resize_photo(stacked, side, method)
+        return tf.concat([resize_photo(stacked[..., :3], side, method), mask], axis=-1)
+
     index = tf.random.stateless_uniform([], seed, 0, len(methods), dtype=tf.int32)
-    branches = [
-        (lambda method=method: resize_photo(stacked[..., :3], side, method))
-        for method in methods
-    ]
-    photo = tf.switch_case(index, branches)
-    return tf.concat([photo, mask], axis=-1)
+    return tf.switch_case(index, [(lambda m=method: resize(m)) for method in methods])
 
 
 def _make_augment(size, max_rotation, scale_range, flip, rotation_border, resize_methods):

@@ -8,9 +8,12 @@ from typing import Optional
 from typing import Union
 
 from keras_defusion.data.augmentation import DEFAULT_RESIZE_METHODS
-from keras_defusion.data.augmentation import RESIZE_METHODS
 from keras_defusion.data.augmentation import check_resize_methods
 from keras_defusion.models.defusionnet.presets import MODEL_PRESETS
+
+# The methods the `scratch` and `phone` presets draw from (the shipped models'
+# runs); "corner_bilinear" was added for fine-tuning (model cards).
+PRESET_RESIZE_METHODS = ("antialiased", "bilinear", "area", "nearest", "bicubic")
 
 # The paper trains with Caffe, whose cross-entropy is summed over the pixels
 # of the batch; Keras averages it. The gradient of the mean is the gradient of
@@ -69,7 +72,7 @@ class TrainingConfig:
         polarity: mask polarity of the data ("blur-white" for CUHK).
         max_rotation, scale_range, flip: augmentation (section 3.3).
         resize_methods: how training photos are downscaled, one drawn per
-            photo (`keras_defusion.data.pipeline.RESIZE_METHODS`); all of them make
+            photo (`keras_defusion.data.augmentation.RESIZE_METHODS`); all of them make
             the model independent of the resampling a runtime uses.
         mixed_precision: mixed_float16 compute on GPUs; outputs and saved
             models stay float32.
@@ -224,8 +227,9 @@ TRAINING_PRESETS = {
         synthetic_steps=0,
         val_fraction=0.1,
         # Every resampling method, so that phone runtimes, which resize
-        # without antialiasing, get the same maps (README, "Phones").
-        resize_methods=RESIZE_METHODS,
+        # without antialiasing, get the same maps (README, "Phones"); the
+        # shipped runs predate "corner_bilinear", used in fine-tuning only.
+        resize_methods=PRESET_RESIZE_METHODS,
     ),
     # The phone model from scratch: MobileNetV2 trains ~6x faster per step
     # than the half-width VGG16-BN, so the run is longer and the batch larger.
@@ -243,7 +247,7 @@ TRAINING_PRESETS = {
         warmup_steps=200,
         clipnorm=1.0,
         val_fraction=0.1,
-        resize_methods=RESIZE_METHODS,
+        resize_methods=PRESET_RESIZE_METHODS,
     ),
 }
 
