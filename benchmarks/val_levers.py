@@ -28,8 +28,8 @@ from benchmarks import parse_args_keeping_results
 from benchmarks.val_inference_size import SUMMARY_KEYS
 from benchmarks.val_inference_size import validation_pairs
 from keras_defusion.evaluation import metrics
+from keras_defusion.evaluation.baselines.lbp import to_gray
 from keras_defusion.inference.contract import resize_map_array
-from keras_defusion.inference.contract import resize_photo_array
 from keras_defusion.inference.detector import load_detector
 from keras_defusion.inference.detector import to_rgb
 from keras_defusion.io import files
@@ -63,7 +63,7 @@ def sharpen(blur_map, factor):
 
 
 def _small_map(detector, rgb, mirrored=False):
-    photo = resize_photo_array(rgb, detector.input_size)
+    photo, _ = detector.prepare(rgb)
     if mirrored:
         photo = photo[:, ::-1]
     blur_map = detector.run_prepared(photo[np.newaxis])[0]
@@ -93,7 +93,7 @@ def score_levers(model, pairs, polarity, sizes):
         for size, detector in others.items():
             add(f"size {size}", (size / own) ** 2,
                 resize_map_array(_small_map(detector, rgb), height, width), gt)
-        grey = np.asarray(rgb, np.float32) @ np.float32([0.299, 0.587, 0.114]) / 255.0
+        grey = to_gray(rgb)
         for radius, eps in GUIDED:
             add(f"guided r={radius} eps={eps:g}", 1.0,
                 guided_filter(grey, plain, radius, eps), gt)
