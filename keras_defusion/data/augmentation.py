@@ -64,11 +64,11 @@ def _resize_random(stacked, side, methods, seed):
     """`_resize_square` with the photo resized by a method drawn from `methods`."""
     if methods == ("antialiased",):
         return _resize_square(stacked, side)
-    mask = _resize_square(stacked[..., 3:], side)
 
     def resize(method):
         if method == "corner_bilinear":  # the mask must follow the photo's shift
             return resize_photo(stacked, side, method)
+        mask = _resize_square(stacked[..., 3:], side)
         return tf.concat([resize_photo(stacked[..., :3], side, method), mask], axis=-1)
 
     index = tf.random.stateless_uniform([], seed, 0, len(methods), dtype=tf.int32)

@@ -52,9 +52,13 @@ def _starts(head, offset, magic):
 
 def file_formats(data):
     """Which supported format the bytes of `data` start like: name -> scalar bool."""
+    return _head_formats(_padded_head(data, HEADER_BYTES))
+
+
+def _head_formats(head):
+    """`file_formats` of a head already padded to `HEADER_BYTES`."""
     import tensorflow as tf
 
-    head = _padded_head(data, HEADER_BYTES)
     return {
         "JPEG": _starts(head, 0, b"\xff\xd8\xff"),
         "PNG": _starts(head, 0, b"\x89PNG\r\n\x1a\n"),
@@ -117,7 +121,7 @@ def header_size(data):
     def unknown():
         return tf.constant(0, tf.int64), tf.constant(0, tf.int64)
 
-    formats = file_formats(data)
+    formats = _head_formats(head)
     return tf.case(
         [(formats["JPEG"], jpeg), (formats["PNG"], png), (formats["GIF"], gif),
          (formats["BMP"], bmp), (formats["WebP"], webp)],
@@ -182,7 +186,7 @@ def is_cut_short(data):
 
     head = _padded_head(data, HEADER_BYTES)
     length = tf.cast(tf.strings.length(data), tf.int64)
-    formats = file_formats(data)
+    formats = _head_formats(head)
     return tf.case(
         [
             (formats["JPEG"], lambda: _jpeg_cut_short(data)),
