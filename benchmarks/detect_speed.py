@@ -7,6 +7,10 @@ the map, overlay and panel. Their ratio is the cost of everything around the
 network, which detect overlaps with it (issue 13 asks for at most 1.25):
 
     python -m benchmarks.detect_speed --out benchmarks/results/detect_speed.json
+
+With `--baseline MODEL` the baseline is measured in the same run, its repeats
+alternating with the model's, and the report adds detect's time relative to
+the baseline's (issue 15's budget: a new default at most 2x the old one).
 """
 
 import argparse
@@ -47,28 +51,53 @@ def detect_seconds(detector, photos, batch_size, folder):
     return summary.seconds / len(photos)
 
 
-def measure(detector, photos, batch_size, repeats):
-    """Per repeat: (model, detect) seconds per photo, measured back to back.
-
-    Alternating the two lets a shared machine's load fall on both alike, so
-    their ratio per repeat is steadier than either time.
-    """
+def warm_up(detector, photos, batch_size, folder):
+    """Prepared batches of `photos`, after tracing the network and detect once."""
     prepared = [detector.prepare(load_rgb(photo))[0] for photo in photos]
     batches = [np.stack(prepared[i:i + batch_size]) for i in range(0, len(prepared), batch_size)]
-    runs = []
+    detector.run_prepared(batches[0])  # traces the function
+    detect_seconds(detector, photos[:batch_size], batch_size, os.path.join(folder, "warm"))
+    return batches
+
+
+def measure(detectors, photos, batch_size, repeats):
+    """Per detector and repeat: (model, detect) seconds per photo.
+
+    Runs alternate (the network alone, then detect, then the next detector),
+    so a shared machine's load falls on all alike and ratios between runs of
+    one repeat are steadier than any single time.
+
+    Returns:
+        A list per detector of `repeats` (model, detect) pairs.
+    """
+    runs = [[] for _ in detectors]
     with tempfile.TemporaryDirectory() as folder:
-        detector.run_prepared(batches[0])  # traces the function
-        detect_seconds(detector, photos[:batch_size], batch_size, os.path.join(folder, "warm"))
+        batches = [warm_up(detector, photos, batch_size, os.path.join(folder, str(number)))
+                   for number, detector in enumerate(detectors)]
         for index in range(repeats):
-            model = model_seconds(detector, batches, len(photos))
-            detect = detect_seconds(detector, photos, batch_size, os.path.join(folder, str(index)))
-            runs.append((model, detect))
+            for number, detector in enumerate(detectors):
+                model = model_seconds(detector, batches[number], len(photos))
+                detect = detect_seconds(detector, photos, batch_size,
+                                        os.path.join(folder, f"{number}-{index}"))
+                runs[number].append((model, detect))
     return runs
+
+
+def summary(detector, runs):
+    """Medians of one detector's runs, rounded for the report."""
+    return {
+        "model": str(detector.source),
+        "inference_size": detector.inference_size,
+        "model_seconds_per_photo": round(float(np.median([m for m, _ in runs])), 4),
+        "detect_seconds_per_photo": round(float(np.median([d for _, d in runs])), 4),
+    }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="a model detect loads (default: the shipped one)")
+    parser.add_argument("--baseline",
+                        help="a second model measured in the same run, for detect's time ratio")
     parser.add_argument("--images", default=str(DEFAULT_IMAGES), help="folder of photos")
     parser.add_argument("--limit", type=int, default=60, help="at most this many photos")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
@@ -78,30 +107,34 @@ def main(argv=None):
     args = parse_args_keeping_results(parser, argv)
 
     photos = list_images(args.images)[:args.limit]
-    detector = load_detector(args.model)
-    runs = measure(detector, photos, args.batch_size, args.repeats)
-    model = float(np.median([m for m, _ in runs]))
-    detect = float(np.median([d for _, d in runs]))
-    ratio = float(np.median([d / m for m, d in runs]))
-    report = {
-        "model": str(detector.source),
-        "inference_size": detector.inference_size,
+    detectors = [load_detector(args.model)]
+    if args.baseline:
+        detectors.append(load_detector(args.baseline))
+    runs = measure(detectors, photos, args.batch_size, args.repeats)
+    ratios = [d / m for m, d in runs[0]]
+    report = summary(detectors[0], runs[0])
+    report.update({
         "photos": len(photos),
         "images": os.path.abspath(args.images),
         "batch_size": args.batch_size,
         "repeats": args.repeats,
-        "model_seconds_per_photo": round(model, 4),
-        "detect_seconds_per_photo": round(detect, 4),
-        "ratio": round(ratio, 3),
-        "ratios": [round(d / m, 3) for m, d in runs],
+        "ratio": round(float(np.median(ratios)), 3),
+        "ratios": [round(r, 3) for r in ratios],
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
         "note": "medians over --repeats back-to-back runs of the network alone and of "
                 "detect; ratio is the median of the per-run ratios; detect writes the "
                 "map, overlay and panel of each photo",
-    }
+    })
+    message = (f"model {report['model_seconds_per_photo']:.4f} s/photo, detect "
+               f"{report['detect_seconds_per_photo']:.4f} s/photo: ratio {report['ratio']:.2f}")
+    if args.baseline:
+        versus = [d / db for (_, d), (_, db) in zip(runs[0], runs[1])]
+        report["baseline"] = summary(detectors[1], runs[1])
+        report["detect_time_vs_baseline"] = round(float(np.median(versus)), 3)
+        report["detect_times_vs_baseline"] = [round(v, 3) for v in versus]
+        message += f"; detect {report['detect_time_vs_baseline']:.2f}x the baseline's"
     write_json(args.out, report)
-    print(f"model {model:.4f} s/photo, detect {detect:.4f} s/photo: "
-          f"ratio {ratio:.2f} ({args.out})")
+    print(f"{message} ({args.out})")
     return 0
 
 

@@ -69,6 +69,36 @@ def test_detect_speed_reports_medians_of_back_to_back_runs(tmp_path):
     assert report["model_seconds_per_photo"] > 0 and report["detect_seconds_per_photo"] > 0
     # Both are rounded to 3 decimals: the median lies among the runs' ratios.
     assert min(report["ratios"]) - 0.001 <= report["ratio"] <= max(report["ratios"]) + 0.001
+    assert "baseline" not in report
+
+
+def test_detect_speed_measures_a_baseline_in_the_same_run(tmp_path):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from benchmarks import detect_speed
+    from tests import harness
+
+    harness.tiny_model(inference_size=64).save(tmp_path / "large.keras")
+    harness.tiny_model(inference_size=32).save(tmp_path / "small.keras")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(2):
+        Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(
+            photos / f"p{index}.png")
+    out = tmp_path / "speed.json"
+    assert detect_speed.main(["--model", str(tmp_path / "large.keras"), "--baseline",
+                              str(tmp_path / "small.keras"), "--images", str(photos),
+                              "--batch-size", "2", "--repeats", "3", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["inference_size"] == 64 and report["baseline"]["inference_size"] == 32
+    assert report["baseline"]["model"].endswith("small.keras")
+    assert len(report["detect_times_vs_baseline"]) == 3
+    versus = report["detect_times_vs_baseline"]
+    assert min(versus) - 0.001 <= report["detect_time_vs_baseline"] <= max(versus) + 0.001
 
 
 def test_val_levers_scores_each_lever_on_the_runs_validation_split(tmp_path):

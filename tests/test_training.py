@@ -115,8 +115,9 @@ def test_cli_arguments_map_to_config():
         ["--preset", "paper", "--data", "d", "--out", "o", "--batch-size", "8",
          "--weights", "none", "--model-set", "num_steps=2", "--model-set",
          "normalization=group", "--lambda-fused", "2", "--lambda-side",
-         '{"step1_out1": 0.5}'])
+         '{"step1_out1": 0.5}', "--deterministic"])
     config = train_cli.config_from_args(args)
+    assert config.deterministic
     assert config.lambda_fused == 2.0 and config.lambda_side == {"step1_out1": 0.5}
     assert config.batch_size == 8 and config.backbone_weights is None
     assert config.model_overrides == {"num_steps": 2, "normalization": "group"}
@@ -193,6 +194,18 @@ def test_resume_continues_from_the_saved_step(synthetic_dir, tmp_path):
     # The resumed steps trained: the first run's 4-step cosine is 0 from step
     # 4 on, so the weights only move if the schedule now spans 6 steps.
     assert any(not np.array_equal(a, b) for a, b in zip(before, last.get_weights()))
+
+
+@pytest.mark.slow  # three short runs, 30 s
+def test_the_same_seed_trains_the_same_weights(synthetic_dir, tmp_path):
+    def trained(seed, name):
+        config = tiny_config(seed=seed, steps=2, steps_per_epoch=2, val_fraction=0.0)
+        result = train_lib.train(config, synthetic_dir, tmp_path / name, verbose=0)
+        return keras.saving.load_model(result.final_model).get_weights()
+
+    first, again, other = trained(1, "a"), trained(1, "b"), trained(2, "c")
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
 
 
 def test_resume_without_a_checkpoint_is_an_error(synthetic_dir, tmp_path):

@@ -64,6 +64,9 @@ def add_arguments(parser):
                         help="mixed_float16 compute (GPUs)")
     parser.add_argument("--distribution", choices=("auto", "default", "mirrored", "multi_worker"))
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--deterministic", action="store_true", default=None,
+                        help="TF's deterministic ops too: the same seed gives the same "
+                        "weights on GPUs as well (slower; CPU runs already repeat)")
     parser.add_argument("--model-preset", help="override the preset's model preset")
     parser.add_argument("--model-set", action="append", metavar="KEY=VALUE",
                         help="override a DeFusionNetConfig field, e.g. num_steps=6 or "
@@ -118,6 +121,7 @@ def cli_overrides(args):
             "mixed_precision": args.mixed_precision,
             "distribution": args.distribution,
             "seed": args.seed,
+            "deterministic": args.deterministic,
             "model_preset": args.model_preset,
         }.items()
         if value is not None
