@@ -43,10 +43,6 @@ PRETRAINED_MODELS = {
             "DeFusionNet, scratch preset (VGG16-BN, no ImageNet), trained on CUHK",
         ),
         PretrainedModel(
-            "defusionnet-scratch-cuhk-320",
-            "defusionnet-scratch-cuhk trained longer and at 320 px, run at 320 px (issue 15)",
-        ),
-        PretrainedModel(
             "defusionnet-phone-cuhk",
             "DeFusionNet head on MobileNetV2 for phones (no ImageNet), trained on CUHK",
         ),
