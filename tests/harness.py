@@ -9,6 +9,8 @@ import os
 import keras
 import numpy as np
 
+from keras_defusion.training.build import build_training_state
+
 
 def tiny_model_kwargs(**overrides):
     """Model arguments for fast tests: a narrow encoder and a thin head."""
@@ -68,6 +70,7 @@ def assert_saved_model_identical(model, inputs, tmp_dir):
 def assert_fit_step(model, inputs, targets, loss="binary_crossentropy"):
     """One compiled `fit` step runs and gives a finite loss."""
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+    build_training_state(model, (inputs, targets))  # one trace of the step, not two
     history = model.fit(inputs, targets, epochs=1, batch_size=len(inputs), verbose=0)
     assert np.isfinite(history.history["loss"][-1])
     return history

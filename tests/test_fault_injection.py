@@ -81,22 +81,22 @@ def test_a_kill_between_the_checkpoint_files_does_not_overshoot(data_dir, tmp_pa
 @pytest.mark.slow
 def test_random_kills_then_resume_always_finish_at_the_same_step(data_dir, tmp_path):
     rng = random.Random(0)
-    for trial in range(2):  # two trials, two kills each: a few CPU-minutes
-        out = tmp_path / f"run{trial}"
-        kills = 0
-        while not (out / "final.keras").exists():
-            resume = (out / "checkpoints" / "state.json").exists()
-            process = subprocess.Popen(_command(data_dir, out, resume), cwd=REPO_ROOT,
-                                       env=_env(), stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.PIPE, text=True)
-            if kills < 2:
-                # Past the start-up (imports, data checks), into the epochs.
-                time.sleep(rng.uniform(8, 20))
-                if process.poll() is None:
-                    process.send_signal(signal.SIGKILL)
-                    kills += 1
-            _, stderr = process.communicate(timeout=600)
-            assert process.returncode in (0, -signal.SIGKILL), stderr[-3000:]
-        _assert_finished_at_the_right_step(out)
-        leftovers = [p for p in out.rglob("*") if p.name.startswith(".tmp")]
-        assert leftovers == [], leftovers
+    # One run killed twice at random moments (seeded): about a CPU-minute.
+    out = tmp_path / "run"
+    kills = 0
+    while not (out / "final.keras").exists():
+        resume = (out / "checkpoints" / "state.json").exists()
+        process = subprocess.Popen(_command(data_dir, out, resume), cwd=REPO_ROOT,
+                                   env=_env(), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
+        if kills < 2:
+            # Past the start-up (imports, data checks), into the epochs.
+            time.sleep(rng.uniform(8, 20))
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                kills += 1
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode in (0, -signal.SIGKILL), stderr[-3000:]
+    _assert_finished_at_the_right_step(out)
+    leftovers = [p for p in out.rglob("*") if p.name.startswith(".tmp")]
+    assert leftovers == [], leftovers

@@ -16,6 +16,7 @@ from tests.conftest import REPO_ROOT
 
 from keras_defusion.cli import train as train_cli
 from keras_defusion.training import train as train_lib
+from keras_defusion.models.defusionnet.model import DeFusionNet
 from keras_defusion.training.build import build_model
 from keras_defusion.training.config import TRAINING_PRESETS
 from keras_defusion.training.config import get_training_config
@@ -155,11 +156,22 @@ def _fixed_batch_loss(model, directory):
     return float(np.mean(keras.losses.binary_crossentropy(masks, outputs["fused"])))
 
 
-def test_few_steps_lower_the_loss(synthetic_dir, tmp_path):
+def test_few_steps_lower_the_loss(synthetic_dir, tmp_path, monkeypatch):
     config = tiny_config(steps=30, steps_per_epoch=15, learning_rate=3e-3, val_fraction=0.0)
     keras.utils.set_random_seed(config.seed)
     initial = build_model(config)
+    traces = []
+    original_step = DeFusionNet.train_step
+
+    def counted_step(self, data):
+        traces.append(data)
+        return original_step(self, data)
+
+    monkeypatch.setattr(DeFusionNet, "train_step", counted_step)
     result = train_lib.train(config, synthetic_dir, tmp_path / "run", verbose=0)
+    # The step is traced once: its variables exist before `fit`
+    # (build_training_state); a second trace doubled a short run's start-up.
+    assert len(traces) == 1, len(traces)
     trained = keras.saving.load_model(result.final_model)
     assert _fixed_batch_loss(trained, synthetic_dir) < _fixed_batch_loss(initial, synthetic_dir)
     for name in ("config.json", "log.csv", "history.json", "curve.png", "final.keras"):

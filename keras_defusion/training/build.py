@@ -32,3 +32,18 @@ def compile_model(model, config):
         loss_weights=loss_weights,
         metrics={FUSED: metrics_lib.training_metrics()},
     )
+
+
+def build_training_state(model, element_spec):
+    """Creates the optimizer's, the losses' and the metrics' variables before
+    `fit`, from the training data's `element_spec` (shapes only; no data).
+
+    Without a `tf.distribute` strategy Keras creates them while tracing the
+    first train step, and a `tf.function` that creates variables is traced
+    twice: measured, twice the start-up of a short run. Keras builds them this
+    way itself under a strategy (`Trainer._symbolic_build`, private, hence
+    the guard: a Keras without it only starts slower).
+    """
+    symbolic_build = getattr(model, "_symbolic_build", None)
+    if symbolic_build is not None:
+        symbolic_build(data_batch=element_spec)

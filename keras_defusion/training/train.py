@@ -17,6 +17,7 @@ import tensorflow as tf
 from keras_defusion.training import distribution
 from keras_defusion.training import multi_worker
 from keras_defusion.training.build import build_model
+from keras_defusion.training.build import build_training_state
 from keras_defusion.training.build import compile_model
 from keras_defusion.training.datasets import build_datasets
 from keras_defusion.training.datasets import pad_to_full_batches
@@ -99,6 +100,8 @@ def _fit(config, data_dir, out_dir, val_dir, strategy, state, verbose):
             val_ds = pad_to_full_batches(val_ds, len(val_pairs), config.batch_size, output_names)
         else:
             val_ds = val_ds.map(to_targets(output_names))
+    with strategy.scope():
+        build_training_state(model, train_ds.element_spec)
 
     # Created once the data and the model are known to be good, so a failed
     # start leaves no empty run folder behind.
