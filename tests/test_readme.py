@@ -191,10 +191,17 @@ def _scaled(command, cwd):
     return expanded
 
 
+COMMAND_TIMEOUT = 600  # seconds for one scaled-down command
+
+
+def _env():
+    """A command's environment: our programs from this checkout."""
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
 def _run(words, cwd):
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run(words, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(words, cwd=cwd, env=_env(), capture_output=True, text=True,
+                          timeout=COMMAND_TIMEOUT)
 
 
 # Flags whose value a command writes; every other word may be read.
@@ -230,7 +237,7 @@ def _run_in_order_of_need(commands, cwd, jobs=2):
     other. Stops at the first failure, naming it."""
     needs = [{j for j in range(i) if _depends(commands[i][1], commands[j][1])}
              for i in range(len(commands))]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = _env()
     waiting, running, done = list(range(len(commands))), {}, set()
     try:
         while waiting or running:
@@ -242,7 +249,7 @@ def _run_in_order_of_need(commands, cwd, jobs=2):
                 waiting.remove(index)
             time.sleep(0.2)
             for index, (process, log, start) in list(running.items()):
-                if process.poll() is None and time.monotonic() - start < 600:
+                if process.poll() is None and time.monotonic() - start < COMMAND_TIMEOUT:
                     continue
                 process.kill()
                 process.wait()

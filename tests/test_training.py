@@ -15,8 +15,8 @@ from keras_defusion.training.losses import deep_supervision_losses
 from tests.conftest import REPO_ROOT
 
 from keras_defusion.cli import train as train_cli
-from keras_defusion.training import train as train_lib
 from keras_defusion.models.defusionnet.model import DeFusionNet
+from keras_defusion.training import train as train_lib
 from keras_defusion.training.build import build_model
 from keras_defusion.training.config import TRAINING_PRESETS
 from keras_defusion.training.config import get_training_config
