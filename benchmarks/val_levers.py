@@ -6,6 +6,9 @@ the report alone). The levers:
 
 - `size S`: the network at S x S instead of the model's own size;
 - `flip`: the mean of the map and the map of the mirrored photo;
+- `sizes A+B`: the mean, at the photo's size, of the maps made at the
+  model's size A and at S = B (a multi-scale ensemble); `sizes all` averages
+  the model's size and every S;
 - `guided r=R eps=E`: a guided filter (He et al., 2013) on the map at the
   photo's size, guided by the photo's grey values, so edges follow the photo;
 - `sharpen k=K`: the map's logits times K (a monotone remap: the ranking of
@@ -90,9 +93,14 @@ def score_levers(model, pairs, polarity, sizes):
         add("plain", 1.0, plain, gt)
         flipped = (small + _small_map(base, rgb, mirrored=True)) / 2
         add("flip", 2.0, resize_map_array(flipped, height, width), gt)
+        scaled = {}
         for size, detector in others.items():
-            add(f"size {size}", (size / own) ** 2,
-                resize_map_array(_small_map(detector, rgb), height, width), gt)
+            scaled[size] = resize_map_array(_small_map(detector, rgb), height, width)
+            add(f"size {size}", (size / own) ** 2, scaled[size], gt)
+            add(f"sizes {own}+{size}", 1.0 + (size / own) ** 2, (plain + scaled[size]) / 2, gt)
+        if len(scaled) > 1:
+            add("sizes all", 1.0 + sum((size / own) ** 2 for size in scaled),
+                (plain + sum(scaled.values())) / (1 + len(scaled)), gt)
         grey = to_gray(rgb)
         for radius, eps in GUIDED:
             add(f"guided r={radius} eps={eps:g}", 1.0,

@@ -117,7 +117,7 @@ def test_val_levers_scores_each_lever_on_the_runs_validation_split(tmp_path):
     model_path = tmp_path / "tiny.keras"
     harness.tiny_model(inference_size=32).save(model_path)
     out = tmp_path / "levers.json"
-    val_levers.main(["--run", str(run), "--model", str(model_path), "--sizes", "48",
+    val_levers.main(["--run", str(run), "--model", str(model_path), "--sizes", "48", "64",
                      "--out", str(out)])
     report = json.loads(out.read_text())
     levers = report["levers"]
@@ -126,6 +126,12 @@ def test_val_levers_scores_each_lever_on_the_runs_validation_split(tmp_path):
     assert levers["plain"]["delta_mae"] == 0 and levers["plain"]["images"] == 3
     assert levers["flip"]["network_runs"] == 2 and levers["size 48"]["network_runs"] == 2.25
     assert levers["flip"]["mae"] != levers["plain"]["mae"]
+    # A multi-scale mean costs the runs of its sizes; MAE is convex, so the
+    # mean map's MAE is at most the mean of its maps' MAEs.
+    assert levers["sizes 32+48"]["network_runs"] == 3.25
+    assert levers["sizes all"]["network_runs"] == 7.25
+    assert levers["sizes 32+48"]["mae"] <= (levers["plain"]["mae"] + levers["size 48"]["mae"]) / 2 + 1e-6
+    assert levers["sizes 32+48"]["mae"] not in (levers["plain"]["mae"], levers["size 48"]["mae"])
     # Sharpening keeps each pixel on its side of 0.5, and moves MAE.
     assert levers["sharpen k=2"]["f_at_0.5"] == levers["plain"]["f_at_0.5"]
     assert levers["sharpen k=2"]["mae"] != levers["plain"]["mae"]

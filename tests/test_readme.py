@@ -339,6 +339,8 @@ CARD_SKIPPED = {
     r"--preset scratch": "the README's training command, run scaled above",
     r"benchmarks\.val_levers": "needs the README's training run runs/robust-ft; "
                                "tests/test_benchmarks.py runs it on a tiny run",
+    r"--run runs/crop320-ft": "needs that 320-px fine-tune; the README's "
+                              "val_inference_size command runs scaled above",
     # The phone card's training, size choice and packaging are the README's
     # "The shipped model" commands, run scaled above.
     r"--preset phone|--run runs/phone": "the README's phone commands, run scaled above",

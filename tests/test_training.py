@@ -116,9 +116,9 @@ def test_cli_arguments_map_to_config():
         ["--preset", "paper", "--data", "d", "--out", "o", "--batch-size", "8",
          "--weights", "none", "--model-set", "num_steps=2", "--model-set",
          "normalization=group", "--lambda-fused", "2", "--lambda-side",
-         '{"step1_out1": 0.5}', "--deterministic"])
+         '{"step1_out1": 0.5}', "--deterministic", "--val-size", "384"])
     config = train_cli.config_from_args(args)
-    assert config.deterministic
+    assert config.deterministic and config.val_size == 384
     assert config.lambda_fused == 2.0 and config.lambda_side == {"step1_out1": 0.5}
     assert config.batch_size == 8 and config.backbone_weights is None
     assert config.model_overrides == {"num_steps": 2, "normalization": "group"}
@@ -206,6 +206,23 @@ def test_resume_continues_from_the_saved_step(synthetic_dir, tmp_path):
     # The resumed steps trained: the first run's 4-step cosine is 0 from step
     # 4 on, so the weights only move if the schedule now spans 6 steps.
     assert any(not np.array_equal(a, b) for a, b in zip(before, last.get_weights()))
+
+
+def test_validation_runs_at_val_size(synthetic_dir, tmp_path):
+    from keras_defusion.training.datasets import build_datasets
+
+    config = tiny_config(steps=2, steps_per_epoch=2, val_size=64)
+    _, _, train, val = build_datasets(config, synthetic_dir)
+    assert train.element_spec[0].shape[1:3] == (32, 32)
+    assert val.element_spec[0].shape[1:3] == (64, 64)
+    assert next(iter(val))[0].shape[1:3] == (64, 64)
+    assert tiny_config().val_size is None  # the crop size, as before
+    with pytest.raises(ValueError, match="--val-size"):
+        tiny_config(val_size=0)
+    # The model, built on 32-px crops, is checked on 64-px photos.
+    result = train_lib.train(config, synthetic_dir, tmp_path / "run", verbose=0)
+    assert len(result.history["val_fused_mae"]) == 1
+    assert (tmp_path / "run" / "checkpoints" / "best.keras").exists()
 
 
 @pytest.mark.slow  # three short runs, 30 s

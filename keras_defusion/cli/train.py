@@ -55,6 +55,10 @@ def add_arguments(parser):
     parser.add_argument("--synthetic-steps", type=int, help="synthetic-defocus warm-up steps")
     parser.add_argument("--val-fraction", type=float,
                         help="share of --data kept for validation when --val is absent")
+    parser.add_argument("--val-size", type=int, metavar="N",
+                        help="side the validation photos are resized to for the best "
+                        "checkpoint's choice; give the size the model will run at "
+                        "(default: --crop-size)")
     parser.add_argument("--polarity", choices=("blur-white", "sharp-white"))
     parser.add_argument("--lambda-fused", type=float, help="Eq. 6's lambda_f (default 1)")
     parser.add_argument("--lambda-side", help="Eq. 6's lambda_i^j: one number for every side "
@@ -115,6 +119,7 @@ def cli_overrides(args):
             "steps_per_epoch": args.steps_per_epoch,
             "synthetic_steps": args.synthetic_steps,
             "val_fraction": args.val_fraction,
+            "val_size": args.val_size,
             "polarity": args.polarity,
             "lambda_fused": args.lambda_fused,
             "lambda_side": args.lambda_side and _lambda_side(args.lambda_side),

@@ -69,6 +69,11 @@ class TrainingConfig:
         synthetic_steps: steps on synthetic defocus before the real data.
         val_fraction: share of the training pairs carved out for validation
             when no validation folder is given (0 for none).
+        val_size: side of the square the validation photos are resized to
+            (whole, not cropped) for training's check and the choice of the
+            best checkpoint; None means `image_size`. Set it to the size the
+            model will run at: a model trained on small crops can score best
+            at a larger size, and the best checkpoint differs by size.
         polarity: mask polarity of the data ("blur-white" for CUHK).
         max_rotation, scale_range, flip: augmentation (section 3.3).
         resize_methods: how training photos are downscaled, one drawn per
@@ -105,6 +110,7 @@ class TrainingConfig:
     lambda_side: Union[float, dict] = 1.0
     synthetic_steps: int = 0
     val_fraction: float = 0.0
+    val_size: Optional[int] = None
     polarity: str = "blur-white"
     max_rotation: float = 15.0
     scale_range: tuple = (1.0, 1.25)
@@ -135,6 +141,9 @@ class TrainingConfig:
         for name in ("image_size", "batch_size", "steps", "steps_per_epoch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.val_size is not None and not 1 <= self.val_size <= MAX_CROP_SIZE:
+            raise ValueError(
+                f"val_size (--val-size) must be in [1, {MAX_CROP_SIZE}], got {self.val_size}")
         if self.image_size > MAX_CROP_SIZE:
             raise ValueError(
                 f"image_size (the crop side, --crop-size) must be at most {MAX_CROP_SIZE}, "

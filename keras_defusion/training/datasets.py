@@ -15,7 +15,8 @@ def build_datasets(config, data_dir, val_dir=None, per_worker=None):
     """The training and validation `tf.data` pipelines of a run.
 
     Validation is the whole `val_dir` (or the `val_fraction` carved from
-    `data_dir`), resized to the training size; None when neither is set.
+    `data_dir`), each photo resized whole to `val_size` (default: the crop
+    size); None when neither is set.
 
     Args:
         config: the `TrainingConfig`.
@@ -62,7 +63,7 @@ def build_datasets(config, data_dir, val_dir=None, per_worker=None):
     if val_pairs:
         val = data_lib.make_dataset(
             val_pairs,
-            config.image_size,
+            config.val_size or config.image_size,
             config.batch_size,
             training=False,
             polarity=config.polarity,
