@@ -408,6 +408,42 @@ def test_training_is_reproducible_from_the_seed():
     assert not all(np.array_equal(a, b) for a, b in zip(first_pass, second_pass))
 
 
+@pytest.mark.parametrize("photometric", [
+    data.Photometric(color_jitter=0.3),
+    data.Photometric(noise_stddev=8.0),
+    data.Photometric(jpeg_quality=30),
+])
+def test_photometric_changes_the_photo_only(photometric):
+    """Each photometric change alters the crops, keeps their masks (the
+    geometry draws are its own), and repeats from the seed."""
+    photos, masks = _mask_photos(count=4)
+
+    def batches(**kwargs):
+        dataset = data.dataset_from_arrays(
+            photos, masks, 24, 4, training=True, seed=3, max_rotation=10, **kwargs)
+        return [[t.numpy() for t in batch] for batch in dataset.take(2)]
+
+    plain, changed, again = batches(), batches(photometric=photometric), batches(
+        photometric=photometric)
+    for (images, out_masks), (new_images, new_masks), (same_images, _) in zip(
+            plain, changed, again):
+        np.testing.assert_array_equal(new_masks, out_masks)
+        np.testing.assert_array_equal(new_images, same_images)
+        assert 0.0 <= new_images.min() and new_images.max() <= 255.0
+        differences = np.abs(new_images - images).mean(axis=(1, 2, 3))
+        assert (differences > 0.5).sum() >= 3, differences  # not one crop by chance
+
+
+def test_photometric_is_off_by_default_and_checks_its_values():
+    assert not data.Photometric().enabled
+    for bad, flag in ((dict(color_jitter=1.0), "--color-jitter"),
+                      (dict(noise_stddev=-1.0), "--noise-stddev"),
+                      (dict(jpeg_quality=0), "--jpeg-quality"),
+                      (dict(jpeg_quality=80.5), "--jpeg-quality")):
+        with pytest.raises(ValueError, match=flag):
+            data.Photometric(**bad)
+
+
 def test_training_batches_have_a_static_shape():
     photos, masks = _mask_photos(count=3)
     dataset = data.dataset_from_arrays(photos, masks, 16, 2, training=True, seed=0)

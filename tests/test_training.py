@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_defusion import data as data_lib
 from keras_defusion.data import synthetic
 from keras_defusion.errors import DataError
 from keras_defusion.training.losses import deep_supervision_losses
@@ -116,9 +117,12 @@ def test_cli_arguments_map_to_config():
         ["--preset", "paper", "--data", "d", "--out", "o", "--batch-size", "8",
          "--weights", "none", "--model-set", "num_steps=2", "--model-set",
          "normalization=group", "--lambda-fused", "2", "--lambda-side",
-         '{"step1_out1": 0.5}', "--deterministic", "--val-size", "384"])
+         '{"step1_out1": 0.5}', "--deterministic", "--val-size", "384",
+         "--color-jitter", "0.2", "--noise-stddev", "4", "--jpeg-quality", "60"])
     config = train_cli.config_from_args(args)
     assert config.deterministic and config.val_size == 384
+    assert config.photometric == data_lib.Photometric(0.2, 4.0, 60)
+    assert train_cli.config_from_args(args).to_dict()["jpeg_quality"] == 60
     assert config.lambda_fused == 2.0 and config.lambda_side == {"step1_out1": 0.5}
     assert config.batch_size == 8 and config.backbone_weights is None
     assert config.model_overrides == {"num_steps": 2, "normalization": "group"}
@@ -206,6 +210,20 @@ def test_resume_continues_from_the_saved_step(synthetic_dir, tmp_path):
     # The resumed steps trained: the first run's 4-step cosine is 0 from step
     # 4 on, so the weights only move if the schedule now spans 6 steps.
     assert any(not np.array_equal(a, b) for a, b in zip(before, last.get_weights()))
+
+
+def test_photometric_options_reach_the_training_crops(synthetic_dir):
+    from keras_defusion.training.datasets import build_datasets
+
+    def first_batch(**overrides):
+        _, _, train, _ = build_datasets(tiny_config(**overrides), synthetic_dir)
+        return [t.numpy() for t in next(iter(train))]
+
+    (images, masks), (jittered, same_masks) = first_batch(), first_batch(color_jitter=0.3)
+    np.testing.assert_array_equal(masks, same_masks)
+    assert np.abs(images - jittered).mean() > 1.0
+    with pytest.raises(ValueError, match="--jpeg-quality"):
+        tiny_config(jpeg_quality=101)
 
 
 def test_validation_runs_at_val_size(synthetic_dir, tmp_path):

@@ -50,6 +50,15 @@ def add_arguments(parser):
     parser.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up steps")
     parser.add_argument("--resize-methods", help="comma-separated resampling methods drawn "
                         f"for training photos, from {','.join(RESIZE_METHODS)}")
+    parser.add_argument("--color-jitter", type=float, metavar="J",
+                        help="largest relative change of brightness, contrast and saturation "
+                        "of a training crop (default 0: off)")
+    parser.add_argument("--noise-stddev", type=float, metavar="S",
+                        help="largest Gaussian noise added to a training crop, 0..255 scale "
+                        "(default 0: off)")
+    parser.add_argument("--jpeg-quality", type=int, metavar="Q",
+                        help="re-encode each training crop as a JPEG of quality drawn in "
+                        "[Q, 100] (default: not re-encoded)")
     parser.add_argument("--steps-per-epoch", type=int,
                         help="steps between validations, checkpoints and log rows")
     parser.add_argument("--synthetic-steps", type=int, help="synthetic-defocus warm-up steps")
@@ -116,6 +125,9 @@ def cli_overrides(args):
             "optimizer": args.optimizer,
             "warmup_steps": args.warmup_steps,
             "resize_methods": args.resize_methods and args.resize_methods.split(","),
+            "color_jitter": args.color_jitter,
+            "noise_stddev": args.noise_stddev,
+            "jpeg_quality": args.jpeg_quality,
             "steps_per_epoch": args.steps_per_epoch,
             "synthetic_steps": args.synthetic_steps,
             "val_fraction": args.val_fraction,

@@ -1,6 +1,7 @@
 """Training data: image/mask pairs, the tf.data pipeline and synthetic defocus."""
 
 from keras_defusion.data.augmentation import DEFAULT_RESIZE_METHODS
+from keras_defusion.data.augmentation import Photometric
 from keras_defusion.data.augmentation import RESIZE_METHODS
 from keras_defusion.data.augmentation import ROTATION_BORDERS
 from keras_defusion.data.augmentation import check_resize_methods

@@ -1,6 +1,8 @@
-"""Training augmentation (section 3.3): rotation, scale, flip and resize method."""
+"""Training augmentation: rotation, scale, flip (section 3.3), resize method, photometric."""
 
+import dataclasses
 import math
+from typing import Optional
 
 import tensorflow as tf
 
@@ -30,6 +32,78 @@ def check_resize_methods(methods):
             f"got {list(methods)}"
         )
     return methods
+
+
+@dataclasses.dataclass(frozen=True)
+class Photometric:
+    """Photometric augmentation of training crops; the default changes nothing.
+
+    Not in the paper. Defocus shows as missing fine detail, so exposure,
+    colour, sensor noise and JPEG compression, which vary between cameras
+    and change that detail, should not change the map.
+
+    Attributes:
+        color_jitter: largest relative change of brightness (gain), contrast
+            and saturation, each drawn uniformly in [-j, j] per crop; 0: off.
+        noise_stddev: largest standard deviation of the Gaussian noise added,
+            on the 0..255 scale; each crop draws one in [0, noise_stddev].
+        jpeg_quality: lowest quality a crop is re-encoded at as a JPEG, each
+            crop drawn in [jpeg_quality, 100]; None: not re-encoded.
+    """
+
+    color_jitter: float = 0.0
+    noise_stddev: float = 0.0
+    jpeg_quality: Optional[int] = None
+
+    def __post_init__(self):
+        if not 0 <= self.color_jitter < 1:
+            raise ValueError(
+                f"color_jitter (--color-jitter) must be in [0, 1), got {self.color_jitter}")
+        if not 0 <= self.noise_stddev <= 64:
+            raise ValueError(
+                f"noise_stddev (--noise-stddev) must be in [0, 64] (0..255 scale), "
+                f"got {self.noise_stddev}")
+        if self.jpeg_quality is not None and not (
+                isinstance(self.jpeg_quality, int) and 1 <= self.jpeg_quality <= 100):
+            raise ValueError(
+                f"jpeg_quality (--jpeg-quality) must be an integer in [1, 100] or None, "
+                f"got {self.jpeg_quality!r}")
+
+    @property
+    def enabled(self):
+        return bool(self.color_jitter or self.noise_stddev or self.jpeg_quality is not None)
+
+
+def apply_photometric(image, photometric, seed):
+    """Applies `Photometric` to one RGB crop [S, S, 3] (float, 0..255).
+
+    Args:
+        image: the crop.
+        photometric: a `Photometric`.
+        seed: shape [2] integer seed of the stateless draws.
+
+    Returns:
+        The crop, clipped to 0..255.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, num=6)
+    jitter = photometric.color_jitter
+    if jitter:
+        gain, contrast, saturation = (
+            1.0 + tf.random.stateless_uniform([], seeds[i], -jitter, jitter) for i in range(3))
+        image = image * gain
+        mean = tf.reduce_mean(image)
+        image = (image - mean) * contrast + mean
+        gray = tf.reduce_sum(image * [0.299, 0.587, 0.114], axis=-1, keepdims=True)
+        image = (image - gray) * saturation + gray
+    if photometric.noise_stddev:
+        stddev = tf.random.stateless_uniform([], seeds[3], 0.0, photometric.noise_stddev)
+        image = image + stddev * tf.random.stateless_normal(tf.shape(image), seeds[4])
+    image = tf.clip_by_value(image, 0.0, 255.0)
+    if photometric.jpeg_quality is not None:
+        encoded = tf.image.stateless_random_jpeg_quality(
+            image / 255.0, photometric.jpeg_quality, 100, seeds[5])
+        image = tf.reshape(encoded, tf.shape(image)) * 255.0
+    return image
 
 
 def _resize_square(stacked, side):
@@ -75,7 +149,8 @@ def _resize_random(stacked, side, methods, seed):
     return tf.switch_case(index, [(lambda m=method: resize(m)) for method in methods])
 
 
-def _make_augment(size, max_rotation, scale_range, flip, rotation_border, resize_methods):
+def _make_augment(size, max_rotation, scale_range, flip, rotation_border, resize_methods,
+                  photometric=Photometric()):
     """Builds the per-element training transform (see `make_dataset`).
 
     Photo and mask travel as one [H, W, 4] tensor, so every geometric step is
@@ -83,8 +158,9 @@ def _make_augment(size, max_rotation, scale_range, flip, rotation_border, resize
     side n = S * scale, by a method drawn from `resize_methods`; then a single
     projective warp that rotates by a random angle about the centre, takes an
     S x S window at a random integer offset and mirrors it (bilinear
-    sampling); last the mask is
-    re-binarised at 0.5. With `rotation_border="crop"` the window stays inside
+    sampling); then the mask is re-binarised at 0.5 and `photometric`
+    changes the photo (its draws use their own seed, so turning it on leaves
+    the geometry of every crop as it was). With `rotation_border="crop"` the window stays inside
     the rotated photo (n is raised as far as needed, so large angles zoom in);
     with `"reflect"` the corners are filled by reflection.
     """
@@ -151,6 +227,10 @@ def _make_augment(size, max_rotation, scale_range, flip, rotation_border, resize
             fill_mode="NEAREST" if crop else "REFLECT",
         )[0]
         warped.set_shape([size, size, 4])
-        return _split(_finish(warped))
+        image, mask = _split(_finish(warped))
+        if photometric.enabled:
+            image = apply_photometric(
+                image, photometric, tf.random.experimental.stateless_fold_in(element_seed, 5))
+        return image, mask
 
     return augment

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_defusion.data.augmentation import DEFAULT_RESIZE_METHODS
+from keras_defusion.data.augmentation import Photometric
 from keras_defusion.data.augmentation import ROTATION_BORDERS
 from keras_defusion.data.augmentation import _finish
 from keras_defusion.data.augmentation import _make_augment
@@ -54,6 +55,7 @@ def make_dataset(
     flip=True,
     rotation_border="crop",
     resize_methods=DEFAULT_RESIZE_METHODS,
+    photometric=None,
     repeat=None,
     drop_remainder=None,
     shard=None,
@@ -101,6 +103,8 @@ def make_dataset(
             (bilinear with antialiasing, what `detect` does), "bilinear"
             (without, as MediaPipe and `tf.image.resize` by default),
             "area", "nearest" and "bicubic".
+        photometric: a `Photometric` (colour, noise, JPEG) applied to each
+            training crop after the geometry; None: none.
         repeat: repeat forever; None means `training`. A non-repeating
             training set is reshuffled and re-augmented on each pass.
         drop_remainder: drop a last partial batch; None means `training`.
@@ -117,7 +121,7 @@ def make_dataset(
     options = dict(
         training=training, seed=seed, max_rotation=max_rotation,
         scale_range=scale_range, flip=flip, rotation_border=rotation_border,
-        resize_methods=resize_methods, repeat=repeat,
+        resize_methods=resize_methods, photometric=photometric, repeat=repeat,
         drop_remainder=drop_remainder, shard=shard,
     )
     if cache:
@@ -147,6 +151,7 @@ def dataset_from_arrays(
     flip=True,
     rotation_border="crop",
     resize_methods=DEFAULT_RESIZE_METHODS,
+    photometric=None,
     repeat=None,
     drop_remainder=None,
     shard=None,
@@ -160,7 +165,8 @@ def dataset_from_arrays(
         image_size: side S of the square output.
         batch_size: batch size.
         training, seed, max_rotation, scale_range, flip, rotation_border,
-        resize_methods, repeat, drop_remainder, shard: as in `make_dataset`.
+        resize_methods, photometric, repeat, drop_remainder, shard: as in
+            `make_dataset`.
 
     Returns:
         The dataset.
@@ -191,7 +197,7 @@ def dataset_from_arrays(
         fetch, len(images), image_size, batch_size, training=training, seed=seed,
         max_rotation=max_rotation, scale_range=scale_range, flip=flip,
         rotation_border=rotation_border, resize_methods=resize_methods,
-        repeat=repeat, drop_remainder=drop_remainder, shard=shard,
+        photometric=photometric, repeat=repeat, drop_remainder=drop_remainder, shard=shard,
     )
 
 
@@ -208,6 +214,7 @@ def _build_dataset(
     flip,
     rotation_border,
     resize_methods,
+    photometric,
     repeat,
     drop_remainder,
     shard,
@@ -227,6 +234,9 @@ def _build_dataset(
             f"got {scale_range}"
         )
     resize_methods = check_resize_methods(resize_methods)
+    photometric = photometric or Photometric()
+    if not isinstance(photometric, Photometric):
+        raise TypeError(f"photometric must be a Photometric or None, got {photometric!r}")
     if not 0 <= max_rotation < 45:
         raise ValueError(
             f"max_rotation must be in [0, 45) degrees, got {max_rotation}"
@@ -278,7 +288,7 @@ def _build_dataset(
             dataset = dataset.shard(num_shards, shard_index)
         augment = _make_augment(
             size, max_rotation, (scale_low, scale_high), flip, rotation_border,
-            resize_methods,
+            resize_methods, photometric,
         )
         dataset = dataset.map(
             lambda index, element_seed: augment(load(index), element_seed),

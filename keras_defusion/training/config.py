@@ -8,6 +8,7 @@ from typing import Optional
 from typing import Union
 
 from keras_defusion.data.augmentation import DEFAULT_RESIZE_METHODS
+from keras_defusion.data.augmentation import Photometric
 from keras_defusion.data.augmentation import check_resize_methods
 from keras_defusion.models.defusionnet.presets import MODEL_PRESETS
 
@@ -79,6 +80,9 @@ class TrainingConfig:
         resize_methods: how training photos are downscaled, one drawn per
             photo (`keras_defusion.data.augmentation.RESIZE_METHODS`); all of them make
             the model independent of the resampling a runtime uses.
+        color_jitter, noise_stddev, jpeg_quality: photometric augmentation
+            of the training crops (`keras_defusion.data.Photometric`; off by
+            default, as in the paper).
         mixed_precision: mixed_float16 compute on GPUs; outputs and saved
             models stay float32.
         distribution: "auto" (multi-worker from TF_CONFIG, mirrored over
@@ -116,6 +120,9 @@ class TrainingConfig:
     scale_range: tuple = (1.0, 1.25)
     flip: bool = True
     resize_methods: tuple = DEFAULT_RESIZE_METHODS
+    color_jitter: float = 0.0
+    noise_stddev: float = 0.0
+    jpeg_quality: Optional[int] = None
     mixed_precision: bool = False
     distribution: str = "auto"
     seed: int = 0
@@ -124,6 +131,7 @@ class TrainingConfig:
     def __post_init__(self):
         self.scale_range = tuple(self.scale_range)
         self.resize_methods = check_resize_methods(self.resize_methods)
+        Photometric(self.color_jitter, self.noise_stddev, self.jpeg_quality)  # validates
         if self.model_preset not in MODEL_PRESETS:
             raise ValueError(
                 f"unknown model preset {self.model_preset!r}; choose from "
@@ -161,6 +169,11 @@ class TrainingConfig:
             self.weight_decay = self.summed_weight_decay / pixels
         if not 0 <= self.val_fraction < 1:
             raise ValueError("val_fraction must be in [0, 1)")
+
+    @property
+    def photometric(self):
+        """The photometric augmentation, a `keras_defusion.data.Photometric`."""
+        return Photometric(self.color_jitter, self.noise_stddev, self.jpeg_quality)
 
     def to_dict(self):
         values = dataclasses.asdict(self)
