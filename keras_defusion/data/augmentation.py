@@ -150,7 +150,7 @@ def _resize_random(stacked, side, methods, seed):
 
 
 def _make_augment(size, max_rotation, scale_range, flip, rotation_border, resize_methods,
-                  photometric=Photometric()):
+                  photometric):
     """Builds the per-element training transform (see `make_dataset`).
 
     Photo and mask travel as one [H, W, 4] tensor, so every geometric step is
@@ -160,8 +160,8 @@ def _make_augment(size, max_rotation, scale_range, flip, rotation_border, resize
     S x S window at a random integer offset and mirrors it (bilinear
     sampling); then the mask is re-binarised at 0.5 and `photometric`
     changes the photo (its draws use their own seed, so turning it on leaves
-    the geometry of every crop as it was). With `rotation_border="crop"` the window stays inside
-    the rotated photo (n is raised as far as needed, so large angles zoom in);
+    the geometry of every crop as it was). With `rotation_border="crop"` the
+    window stays inside the rotated photo (n is raised as far as needed, so large angles zoom in);
     with `"reflect"` the corners are filled by reflection.
     """
     max_angle = math.radians(max_rotation)

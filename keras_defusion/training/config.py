@@ -131,7 +131,7 @@ class TrainingConfig:
     def __post_init__(self):
         self.scale_range = tuple(self.scale_range)
         self.resize_methods = check_resize_methods(self.resize_methods)
-        Photometric(self.color_jitter, self.noise_stddev, self.jpeg_quality)  # validates
+        _ = self.photometric  # Photometric validates the three fields
         if self.model_preset not in MODEL_PRESETS:
             raise ValueError(
                 f"unknown model preset {self.model_preset!r}; choose from "
