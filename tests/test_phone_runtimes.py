@@ -181,8 +181,9 @@ def _photos_of_several_shapes(cuhk_dir, folder):
 def test_mediapipe_gives_detects_map_on_shipped_exports(cuhk_dir, tmp_path, mode, name):
     """MediaPipe resizes without antialiasing, detect with; both maps agree.
 
-    Both resize the photo to the file's 512 x 512 input, which the file
-    reduces to 256 with the antialiased kernel. Before issue 11 the maps
+    Both resize the photo to the file's input (512 x 512 for a model run at
+    256, 640 for one at 320), which the file halves with the antialiased
+    kernel. Before issue 11 the maps
     differed by 0.03-0.28 per photo (mean 0.14) on these photos. MediaPipe
     also samples the photo at pixel corners where `detect` samples at pixel
     centres, a shift that shows where it enlarges a photo: the 3:1 crops,

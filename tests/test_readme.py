@@ -329,6 +329,7 @@ CARD_INPUTS = {
     "keras-defusion detect": " samples/images --out card/maps",
     "benchmarks.shipped_cuhk": " --data CUHK/test",
     "benchmarks.resize_robustness": " --data CUHK/test --limit 2",
+    "benchmarks.detect_speed": " --images samples/images --limit 2 --repeats 1",
 }
 CARD_PLACEHOLDERS = {"--out FILE": "--out card/result.json --overwrite",
                      "--baseline-maps DIR": "--baseline-maps card/baselines"}
@@ -341,6 +342,8 @@ CARD_SKIPPED = {
                                "tests/test_benchmarks.py runs it on a tiny run",
     r"--run runs/crop320-ft": "needs that 320-px fine-tune; the README's "
                               "val_inference_size command runs scaled above",
+    r"--run runs/long-ft": "the README's commands that made the default model "
+                           "(size choice, packaging), run scaled above",
     # The phone card's training, size choice and packaging are the README's
     # "The shipped model" commands, run scaled above.
     r"--preset phone|--run runs/phone": "the README's phone commands, run scaled above",

@@ -39,6 +39,11 @@ PRETRAINED_MODELS = {
     model.name: model
     for model in (
         PretrainedModel(
+            "defusionnet-scratch-cuhk-320",
+            "DeFusionNet, scratch preset (VGG16-BN, no ImageNet), trained longer "
+            "on CUHK, runs at 320 px",
+        ),
+        PretrainedModel(
             "defusionnet-scratch-cuhk",
             "DeFusionNet, scratch preset (VGG16-BN, no ImageNet), trained on CUHK",
         ),
@@ -48,7 +53,7 @@ PRETRAINED_MODELS = {
         ),
     )
 }
-DEFAULT_MODEL = "defusionnet-scratch-cuhk"
+DEFAULT_MODEL = "defusionnet-scratch-cuhk-320"
 
 
 def default_assets_root():
