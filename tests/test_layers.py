@@ -88,6 +88,26 @@ def test_side_layer_resamples_to_working_resolution(scale, normalization):
     harness.assert_layer_serializes(layer, features)
 
 
+@pytest.mark.parametrize("size", [(3, 5), (8, 8)])
+def test_side_layer_upsamples_any_size_as_its_transposed_convolution(size):
+    """From sizes not a multiple of the stride the layer pads and crops (for
+    LiteRT's GPU accelerator); the map is the plain transposed convolution's."""
+    import tensorflow as tf
+
+    layer = kd_head.SideLayer(4, scale=8.0, normalization="group")
+    features = harness.random_images(1, *size, seed=3) / 255
+    out = np.asarray(layer(features))
+    plain = features
+    for block in layer.blocks:
+        plain = block(plain)
+    plain = np.asarray(layer.upsample(plain))
+    harness.assert_map_spread(out[..., 0], minimum=0.01)
+    assert out.shape == plain.shape == (1, size[0] * 8, size[1] * 8, 4)
+    np.testing.assert_allclose(out, plain, atol=1e-5)
+    dynamic = tf.function(layer, input_signature=[tf.TensorSpec((1, None, None, 3))])
+    np.testing.assert_allclose(dynamic(features).numpy(), plain, atol=1e-5)
+
+
 @pytest.mark.parametrize("use_ffrm", [True, False])
 def test_ffrm_step_refines_every_layer(use_ffrm):
     layer = kd_head.FFRMStep(num_layers=6, num_shallow=3, filters=4,

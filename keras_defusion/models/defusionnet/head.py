@@ -172,8 +172,26 @@ class SideLayer(layers.Layer):
         for block in self.blocks:
             x = block(x, training=training)
         if self.upsample is not None:
-            x = self.upsample(x)
+            x = self._upsample(x)
         return x
+
+    def _upsample(self, x):
+        """`self.upsample` on x zero-padded at the bottom and right to a
+        multiple of the stride, cropped back: the same map (a "same"
+        transposed convolution crops a fixed stride / 2 at the top left, so
+        rows past the input only reach outputs past the crop), which LiteRT's
+        GPU accelerator computes wrongly from a size that is not such a
+        multiple (10 x 10 at stride 8: a 320-px model's side 6)."""
+        import tensorflow as tf
+
+        factor = self.upsample.strides[0]
+        static = x.shape[1:3]
+        if all(size is not None and size % factor == 0 for size in static):
+            return self.upsample(x)
+        size = tf.shape(x)[1:3]
+        extra = (-size) % factor
+        x = tf.pad(x, [[0, 0], [0, extra[0]], [0, extra[1]], [0, 0]])
+        return self.upsample(x)[:, : size[0] * factor, : size[1] * factor, :]
 
     def compute_output_shape(self, input_shape):
         def resized(size):
