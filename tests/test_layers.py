@@ -90,8 +90,8 @@ def test_side_layer_resamples_to_working_resolution(scale, normalization):
 
 @pytest.mark.parametrize("size", [(3, 5), (8, 8)])
 def test_side_layer_upsamples_any_size_as_its_transposed_convolution(size):
-    """From sizes not a multiple of the stride the layer pads and crops (for
-    LiteRT's GPU accelerator); the map is the plain transposed convolution's."""
+    """The layer upsamples with a "valid" transposed convolution, cropped (for
+    LiteRT's GPU accelerator); the map is the "same" one's, at any size."""
     import tensorflow as tf
 
     layer = kd_head.SideLayer(4, scale=8.0, normalization="group")

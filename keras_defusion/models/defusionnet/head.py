@@ -176,22 +176,23 @@ class SideLayer(layers.Layer):
         return x
 
     def _upsample(self, x):
-        """`self.upsample` on x zero-padded at the bottom and right to a
-        multiple of the stride, cropped back: the same map (a "same"
-        transposed convolution crops a fixed stride / 2 at the top left, so
-        rows past the input only reach outputs past the crop), which LiteRT's
-        GPU accelerator computes wrongly from a size that is not such a
-        multiple (10 x 10 at stride 8: a 320-px model's side 6)."""
+        """`self.upsample` ("same" padding) as LiteRT's GPU accelerator runs
+        it right: a "valid" transposed convolution with the same kernel,
+        cropped by (kernel - stride) // 2 at the top left, as "same" crops:
+        the same map. The accelerator computes a "same" transposed
+        convolution wrongly from a size that is not a multiple of its
+        stride (10 x 10 at stride 8: a 320-px model's side 6)."""
         import tensorflow as tf
 
-        factor = self.upsample.strides[0]
-        static = x.shape[1:3]
-        if all(size is not None and size % factor == 0 for size in static):
-            return self.upsample(x)
-        size = tf.shape(x)[1:3]
-        extra = (-size) % factor
-        x = tf.pad(x, [[0, 0], [0, extra[0]], [0, extra[1]], [0, 0]])
-        return self.upsample(x)[:, : size[0] * factor, : size[1] * factor, :]
+        stride = self.upsample.strides[0]
+        start = (self.upsample.kernel_size[0] - stride) // 2
+        kernel = ops.cast(self.upsample.kernel, x.dtype)
+        full = ops.conv_transpose(x, kernel, strides=stride, padding="valid")
+        height, width = (
+            tf.shape(x)[axis] if x.shape[axis] is None else x.shape[axis]
+            for axis in (1, 2)
+        )
+        return full[:, start : start + height * stride, start : start + width * stride, :]
 
     def compute_output_shape(self, input_shape):
         def resized(size):
