@@ -42,7 +42,8 @@ setup(
         "hifst": ["blur-detector>=0.0.6", "opencv-python-headless", "scikit-image<0.27"],
         # ai-edge-litert >= 2.3 for CompiledModel's GPU accelerator; MediaPipe
         # for the ImageSegmenter phone apps run (tests skip without them).
-        "test": ["pytest>=7", "scikit-learn>=1.3", "ai-edge-litert>=2.3", "mediapipe>=1.2"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "scikit-learn>=1.3", "ai-edge-litert>=2.3",
+                 "mediapipe>=1.2"],
     },
     entry_points={
         "console_scripts": ["keras-defusion=keras_defusion.cli:main"],
