@@ -13,10 +13,12 @@ the report alone). The levers:
   photo's size, guided by the photo's grey values, so edges follow the photo;
 - `sharpen k=K`: the map's logits times K (a monotone remap: the ranking of
   pixels, hence max-F, and the 0.5 threshold, hence F@0.5, are unchanged;
-  only MAE moves).
+  only MAE and the log loss move; K < 1 softens the map).
 
-Each variant records max-F, F@0.5, MAE and the network runs it costs per
-photo (relative to one run at the model's size). Writes JSON:
+Each variant records max-F, F@0.5, MAE, the log loss (the mean over photos
+of the pixels' binary cross-entropy against the mask: how well the map's
+values work as probabilities, lower is better) and the network runs it
+costs per photo (relative to one run at the model's size). Writes JSON:
 
     python -m benchmarks.val_levers --run runs/robust-ft \\
         --model defusionnet-scratch-cuhk --out FILE
@@ -39,7 +41,7 @@ from keras_defusion.io import files
 from keras_defusion.io import images as image_io
 
 GUIDED = ((4, 1e-3), (4, 1e-2), (8, 1e-3), (8, 1e-2), (16, 1e-3))
-SHARPEN = (1.5, 2.0, 3.0, 4.0, 6.0)
+SHARPEN = (0.5, 0.75, 1.5, 2.0, 3.0, 4.0, 6.0)
 
 
 def box_mean(values, radius):
@@ -65,6 +67,14 @@ def sharpen(blur_map, factor):
     return (1.0 / (1.0 + (p / (1 - p)) ** -factor)).astype(np.float32)
 
 
+def log_loss(blur_map, gt):
+    """Mean binary cross-entropy of the map's pixels against the mask."""
+    if blur_map.shape[:2] != gt.shape[:2]:
+        blur_map = resize_map_array(blur_map, *gt.shape[:2])
+    p = np.clip(blur_map.astype(np.float64), 1e-6, 1 - 1e-6)
+    return float(-np.mean(np.where(np.asarray(gt) > 0.5, np.log(p), np.log1p(-p))))
+
+
 def _small_map(detector, rgb, mirrored=False):
     photo, _ = detector.prepare(rgb)
     if mirrored:
@@ -78,11 +88,12 @@ def score_levers(model, pairs, polarity, sizes):
     base = load_detector(model)
     own = base.inference_size
     others = {size: load_detector(model, inference_size=size) for size in sizes if size != own}
-    accumulators, costs = {}, {}
+    accumulators, costs, log_losses = {}, {}, {}
 
     def add(name, cost, blur_map, gt):
         accumulators.setdefault(name, metrics.ScoreAccumulator()).add(blur_map, gt)
         costs[name] = cost
+        log_losses.setdefault(name, []).append(log_loss(blur_map, gt))
 
     for pair in pairs:
         rgb = to_rgb(pair.image_path)
@@ -112,11 +123,12 @@ def score_levers(model, pairs, polarity, sizes):
     for name, accumulator in accumulators.items():
         summary = accumulator.result()
         results[name] = {key: summary[key] for key in SUMMARY_KEYS}
+        results[name]["log_loss"] = float(np.mean(log_losses[name]))
         results[name]["network_runs"] = costs[name]
         results[name]["delta_max_f"] = summary["max_f"] - reference["max_f"]
         results[name]["delta_mae"] = summary["mae"] - reference["mae"]
         print(f"{name:24s} max-F {summary['max_f']:.4f} F@0.5 {summary['f_at_0.5']:.4f} "
-              f"MAE {summary['mae']:.4f}", flush=True)
+              f"MAE {summary['mae']:.4f} log loss {results[name]['log_loss']:.4f}", flush=True)
     return results
 
 

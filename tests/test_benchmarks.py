@@ -135,6 +135,7 @@ def test_val_levers_scores_each_lever_on_the_runs_validation_split(tmp_path):
     # Sharpening keeps each pixel on its side of 0.5, and moves MAE.
     assert levers["sharpen k=2"]["f_at_0.5"] == levers["plain"]["f_at_0.5"]
     assert levers["sharpen k=2"]["mae"] != levers["plain"]["mae"]
+    assert levers["sharpen k=2"]["log_loss"] != levers["plain"]["log_loss"] > 0
 
 
 def test_sharpen_and_guided_filter_keep_maps_in_range():
@@ -152,3 +153,8 @@ def test_sharpen_and_guided_filter_keep_maps_in_range():
     assert filtered.shape == blur_map.shape and 0 <= filtered.min() and filtered.max() <= 1
     # A map equal to its guide passes through a guided filter with small eps.
     np.testing.assert_allclose(val_levers.guided_filter(guide, guide, 2, 1e-8), guide, atol=1e-3)
+    # The log loss: near 0 for the mask itself, ln 2 for a map of 0.5 everywhere.
+    mask = (blur_map > 0.5).astype(np.float32)
+    assert val_levers.log_loss(mask, mask) < 1e-5
+    assert abs(val_levers.log_loss(np.full((10, 15), 0.5, np.float32), mask) - np.log(2)) < 1e-9
+    assert val_levers.log_loss(sharper, mask) < val_levers.log_loss(blur_map, mask)

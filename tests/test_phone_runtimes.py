@@ -17,6 +17,7 @@ from keras_defusion.export import litert as runtimes
 from keras_defusion.inference.detector import load_detector
 from keras_defusion.io import images as image_io
 from keras_defusion.models import pretrained
+from keras_defusion.training.average import network_config
 from tests import harness
 from tests.test_tflite import calibration_set
 
@@ -117,12 +118,6 @@ def test_phone_preset_int8_is_phone_ready_by_construction(tmp_path):
     assert run.fully_accelerated, (run.gpu_ops, run.cpu_ops)
 
 
-def _network(model):
-    """The model's config apart from its inference size and weights."""
-    return json.dumps({k: v for k, v in model.get_config().items() if k != "inference_size"},
-                      sort_keys=True)
-
-
 def _shipped_gpu_files(tmp_path_factory):
     """Every shipped model's int8 file, and float32 and float16 exports of
     each network once (the default model first): two scratch models that
@@ -136,9 +131,10 @@ def _shipped_gpu_files(tmp_path_factory):
         directory = pretrained.pretrained_dir(name)
         files[(name, "int8")] = str(directory / pretrained.INT8_TFLITE_FILE)
         model = pretrained.load_pretrained(name)
-        if _network(model) in networks:
+        network = json.dumps(network_config(model), sort_keys=True)
+        if network in networks:
             continue
-        networks.add(_network(model))
+        networks.add(network)
         for mode in FLOAT_MODES:
             files[(name, mode)] = export_lib.export_tflite(
                 model, folder / f"{name}-{mode}.tflite", mode, metadata=False)

@@ -344,6 +344,8 @@ CARD_SKIPPED = {
                               "val_inference_size command runs scaled above",
     r"--run runs/long-ft": "the README's commands that made the default model "
                            "(size choice, packaging), run scaled above",
+    r"training\.average --models runs/": "averages the issue-15 runs' checkpoints; "
+                                          "tests/test_average.py runs it on tiny models",
     # The phone card's training, size choice and packaging are the README's
     # "The shipped model" commands, run scaled above.
     r"--preset phone|--run runs/phone": "the README's phone commands, run scaled above",
