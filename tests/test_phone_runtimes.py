@@ -126,8 +126,9 @@ def _shipped_gpu_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("shipped_gpu")
     files = {}
     networks = set()
-    names = pretrained.available_models()
-    for name in sorted(names, key=lambda name: name != pretrained.DEFAULT_MODEL):
+    default_first = sorted(pretrained.available_models(),
+                           key=lambda name: name != pretrained.DEFAULT_MODEL)
+    for name in default_first:
         directory = pretrained.pretrained_dir(name)
         files[(name, "int8")] = str(directory / pretrained.INT8_TFLITE_FILE)
         model = pretrained.load_pretrained(name)
