@@ -15,3 +15,29 @@ def cuhk_dir():
     if not (CUHK_DIR / "test" / "images").is_dir():
         pytest.skip(f"CUHK data not found at {CUHK_DIR}")
     return CUHK_DIR
+
+
+# The tiny model's TFLite files are exported once: their conversions are the
+# suite's slowest setup, and two test modules read them.
+TINY_TFLITE_SIZE = 64
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite_files(tmp_path_factory):
+    """TFLite files of `harness.tiny_model(inference_size=64)`: one per mode,
+    and "int8-io-int8" (int8 input and output); with metadata where
+    tflite-support is importable."""
+    from keras_defusion import export as export_lib
+    from tests import harness
+
+    model = harness.tiny_model(inference_size=TINY_TFLITE_SIZE)
+    folder = tmp_path_factory.mktemp("tiny_tflite")
+    paths = {}
+    for mode in export_lib.TFLITE_MODES:
+        paths[mode] = export_lib.export_tflite(
+            model, folder / f"{mode}.tflite", mode,
+            calibration_images=harness.calibration_set() if mode == "int8" else None)
+    paths["int8-io-int8"] = export_lib.export_tflite(
+        model, folder / "int8_signed.tflite", "int8",
+        calibration_images=harness.calibration_set(), io_dtype="int8")
+    return paths

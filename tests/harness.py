@@ -127,6 +127,18 @@ def write_png_header(path, width, height):
     )
 
 
+def calibration_set(count=6):
+    """Smooth random RGB photos (uint8) of mixed sizes."""
+    rng = np.random.default_rng(5)
+    photos = []
+    for index in range(count):
+        h, w = 60 + 7 * index, 90 - 5 * index
+        coarse = rng.uniform(0, 255, (h // 8 + 2, w // 8 + 2, 3))
+        photo = np.kron(coarse, np.ones((8, 8, 1)))[:h, :w]
+        photos.append(photo.astype(np.uint8))
+    return photos
+
+
 def tiny_model(preset="mobile", seed=0, **overrides):
     """A seeded tiny `DeFusionNet` (one recurrent step unless overridden)."""
     import keras_defusion

@@ -19,9 +19,10 @@ from keras_defusion.io import images as image_io
 from keras_defusion.models import pretrained
 from keras_defusion.training.average import network_config
 from tests import harness
-from tests.test_tflite import calibration_set
+from tests.conftest import TINY_TFLITE_SIZE
+from tests.harness import calibration_set
 
-SIZE = 64
+SIZE = TINY_TFLITE_SIZE
 FLOAT_MODES = ("float32", "float16")
 
 
@@ -50,18 +51,11 @@ def _as_probability(maps):
 
 
 @pytest.fixture(scope="module")
-def tiny_files(tmp_path_factory):
+def tiny_files(tiny_tflite_files):
     """float32, float16 and int8 exports of a tiny model, with metadata."""
     if not export_lib.tflite_metadata_available():
         pytest.skip("tflite-support is not importable: no TFLite metadata")
-    model = harness.tiny_model(inference_size=SIZE)
-    folder = tmp_path_factory.mktemp("phone")
-    return {
-        mode: export_lib.export_tflite(
-            model, folder / f"{mode}.tflite", mode,
-            calibration_images=calibration_set() if mode == "int8" else None)
-        for mode in (*FLOAT_MODES, "int8")
-    }
+    return tiny_tflite_files
 
 
 # --- LiteRT's GPU accelerator ------------------------------------------------------

@@ -13,21 +13,11 @@ import keras_defusion
 from keras_defusion.errors import UsageError
 from tests import harness
 from tests.conftest import REPO_ROOT
+from tests.conftest import TINY_TFLITE_SIZE
+from tests.harness import calibration_set
 
-SIZE = 64
+SIZE = TINY_TFLITE_SIZE
 INPUT_SIZE = SIZE * export_lib.DEFAULT_INPUT_REDUCTION
-
-
-def calibration_set(count=6):
-    """Smooth random RGB photos (uint8) of mixed sizes."""
-    rng = np.random.default_rng(5)
-    photos = []
-    for index in range(count):
-        h, w = 60 + 7 * index, 90 - 5 * index
-        coarse = rng.uniform(0, 255, (h // 8 + 2, w // 8 + 2, 3))
-        photo = np.kron(coarse, np.ones((8, 8, 1)))[:h, :w]
-        photos.append(photo.astype(np.uint8))
-    return photos
 
 
 @pytest.fixture(scope="module")
@@ -36,25 +26,10 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def files(model, tmp_path_factory):
-    """One file per mode, plus an int8 file with int8 input and output."""
-    folder = tmp_path_factory.mktemp("tflite")
-    paths = {}
-    for mode in export_lib.TFLITE_MODES:
-        paths[mode] = export_lib.export_tflite(
-            model,
-            folder / f"{mode}.tflite",
-            mode,
-            calibration_images=calibration_set() if mode == "int8" else None,
-        )
-    paths["int8-io-int8"] = export_lib.export_tflite(
-        model,
-        folder / "int8_signed.tflite",
-        "int8",
-        calibration_images=calibration_set(),
-        io_dtype="int8",
-    )
-    return paths
+def files(tiny_tflite_files):
+    """One file per mode of `model`'s weights, and an int8 file with int8
+    input and output (conftest: shared with tests/test_phone_runtimes.py)."""
+    return tiny_tflite_files
 
 
 @pytest.fixture(scope="module")
