@@ -23,14 +23,23 @@ TINY_TFLITE_SIZE = 64
 
 
 @pytest.fixture(scope="session")
-def tiny_tflite_files(tmp_path_factory):
-    """TFLite files of `harness.tiny_model(inference_size=64)`: one per mode,
-    and "int8-io-int8" (int8 input and output); with metadata where
-    tflite-support is importable."""
+def tiny_tflite_model():
+    """`harness.tiny_model(inference_size=64)`, the model that
+    `tiny_tflite_files` exports; tests must not change it."""
+    from tests import harness
+
+    return harness.tiny_model(inference_size=TINY_TFLITE_SIZE)
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite_files(tiny_tflite_model, tmp_path_factory):
+    """TFLite files of `tiny_tflite_model`: one per mode, and "int8-io-int8"
+    (int8 input and output); with metadata where tflite-support is
+    importable."""
     from keras_defusion import export as export_lib
     from tests import harness
 
-    model = harness.tiny_model(inference_size=TINY_TFLITE_SIZE)
+    model = tiny_tflite_model
     folder = tmp_path_factory.mktemp("tiny_tflite")
     paths = {}
     for mode in export_lib.TFLITE_MODES:

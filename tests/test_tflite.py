@@ -21,8 +21,9 @@ INPUT_SIZE = SIZE * export_lib.DEFAULT_INPUT_REDUCTION
 
 
 @pytest.fixture(scope="module")
-def model():
-    return harness.tiny_model(inference_size=SIZE)
+def model(tiny_tflite_model):
+    """The model `files` were exported from (conftest)."""
+    return tiny_tflite_model
 
 
 @pytest.fixture(scope="module")
