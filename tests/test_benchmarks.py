@@ -101,12 +101,11 @@ def test_detect_speed_measures_a_baseline_in_the_same_run(tmp_path):
     assert min(versus) - 0.001 <= report["detect_time_vs_baseline"] <= max(versus) + 0.001
 
 
-def test_val_levers_scores_each_lever_on_the_runs_validation_split(tmp_path):
+def _synthetic_run(tmp_path):
+    """A run folder whose config.json splits 10 synthetic pairs (3 for validation)."""
     import json
 
-    from benchmarks import val_levers
     from keras_defusion.data import synthetic
-    from tests import harness
 
     synthetic.write_synthetic_folder(tmp_path / "train", count=10, size=72, seed=0)
     run = tmp_path / "run"
@@ -114,6 +113,16 @@ def test_val_levers_scores_each_lever_on_the_runs_validation_split(tmp_path):
     (run / "config.json").write_text(json.dumps({
         "data": {"train": str(tmp_path / "train")},
         "training": {"val_fraction": 0.3, "seed": 0, "polarity": "blur-white"}}))
+    return run
+
+
+def test_val_levers_scores_each_lever_on_the_runs_validation_split(tmp_path):
+    import json
+
+    from benchmarks import val_levers
+    from tests import harness
+
+    run = _synthetic_run(tmp_path)
     model_path = tmp_path / "tiny.keras"
     harness.tiny_model(inference_size=32).save(model_path)
     out = tmp_path / "levers.json"
@@ -158,3 +167,39 @@ def test_sharpen_and_guided_filter_keep_maps_in_range():
     assert val_levers.log_loss(mask, mask) < 1e-5
     assert abs(val_levers.log_loss(np.full((10, 15), 0.5, np.float32), mask) - np.log(2)) < 1e-9
     assert val_levers.log_loss(sharper, mask) < val_levers.log_loss(blur_map, mask)
+
+
+def test_val_compare_gives_paired_differences_with_intervals(tmp_path):
+    import json
+
+    from benchmarks import val_compare
+    from benchmarks import val_inference_size
+    from tests import harness
+
+    run = _synthetic_run(tmp_path)
+    first, second = tmp_path / "first.keras", tmp_path / "second.keras"
+    harness.tiny_model(inference_size=32, seed=0).save(first)
+    harness.tiny_model(inference_size=32, seed=1).save(second)
+    out = tmp_path / "compare.json"
+    val_compare.main(["--run", str(run), "--models", str(first), str(second), "--size", "32",
+                      "--resamples", "200", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["validation_pairs"] == 3 and report["size"] == 32
+    pairs, polarity = val_inference_size.validation_pairs(run)
+    # The whole-split scores are the ones val_inference_size reports.
+    for name, model in (("first", first), ("second", second)):
+        expected = val_inference_size.score_sizes(model, pairs, polarity, [32])[32]
+        for key in ("max_f", "f_at_0.5", "mae"):
+            assert abs(report["metrics"][key][name] - expected[key]) < 1e-9
+    # (Untrained, both models' best F is at the lowest threshold: max-F ties.)
+    assert report["metrics"]["f_at_0.5"]["difference"] != 0 != report["metrics"]["mae"]["difference"]
+    for key, entry in report["metrics"].items():
+        assert entry["difference"] == entry["second"] - entry["first"]
+        low, high = entry["interval"]
+        assert low <= high and low < entry["difference"] + 1e-12 and entry["difference"] < high + 1e-12
+    assert 0 <= report["metrics"]["mae"]["photos_better"] <= 3
+    # A model against itself: no difference in any resample.
+    scores = val_compare.per_image_scores(first, pairs, polarity, 32)
+    same = val_compare.compare(scores, scores, resamples=50)
+    assert all(entry["difference"] == 0 and entry["interval"] == [0.0, 0.0]
+               for entry in same.values())

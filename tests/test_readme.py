@@ -346,6 +346,9 @@ CARD_SKIPPED = {
                            "(size choice, packaging), run scaled above",
     r"training\.average --models runs/": "averages the issue-15 runs' checkpoints; "
                                           "tests/test_average.py runs it on tiny models",
+    r"runs/(photo|plain)-ft": "needs the issue-15 fine-tunes of the default model; "
+                              "tests/test_benchmarks.py and tests/test_average.py "
+                              "run the tools on tiny models",
     # The phone card's training, size choice and packaging are the README's
     # "The shipped model" commands, run scaled above.
     r"--preset phone|--run runs/phone": "the README's phone commands, run scaled above",
