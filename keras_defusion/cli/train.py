@@ -76,7 +76,9 @@ def add_arguments(parser):
     parser.add_argument("--mixed-precision", action="store_true", default=None,
                         help="mixed_float16 compute (GPUs)")
     parser.add_argument("--distribution", choices=("auto", "default", "mirrored", "multi_worker"))
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--seed", type=int,
+                        help="seeds the validation split (--val-fraction), data order, "
+                        "augmentation and initialisation")
     parser.add_argument("--deterministic", action="store_true", default=None,
                         help="TF's deterministic ops too: the same seed gives the same "
                         "weights on GPUs as well (slower; CPU runs already repeat)")

@@ -87,7 +87,8 @@ class TrainingConfig:
             models stay float32.
         distribution: "auto" (multi-worker from TF_CONFIG, mirrored over
             several GPUs, default otherwise), or one of those by name.
-        seed: seeds data order, augmentation and initialisation.
+        seed: seeds the validation split (`val_fraction`), data order,
+            augmentation and initialisation.
         deterministic: also enable TF's deterministic ops (slower).
     """
 
