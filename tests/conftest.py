@@ -39,14 +39,14 @@ def tiny_tflite_files(tiny_tflite_model, tmp_path_factory):
     from keras_defusion import export as export_lib
     from tests import harness
 
-    model = tiny_tflite_model
     folder = tmp_path_factory.mktemp("tiny_tflite")
+    calibration = harness.calibration_set()
     paths = {}
     for mode in export_lib.TFLITE_MODES:
         paths[mode] = export_lib.export_tflite(
-            model, folder / f"{mode}.tflite", mode,
-            calibration_images=harness.calibration_set() if mode == "int8" else None)
+            tiny_tflite_model, folder / f"{mode}.tflite", mode,
+            calibration_images=calibration if mode == "int8" else None)
     paths["int8-io-int8"] = export_lib.export_tflite(
-        model, folder / "int8_signed.tflite", "int8",
-        calibration_images=harness.calibration_set(), io_dtype="int8")
+        tiny_tflite_model, folder / "int8_signed.tflite", "int8",
+        calibration_images=calibration, io_dtype="int8")
     return paths

@@ -1,5 +1,7 @@
 """Weight averaging ("model soup"): the mean of the weights, one network only."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -26,6 +28,8 @@ def test_weights_are_the_mean_and_the_file_reloads(two_models, tmp_path):
     first, second = (keras.saving.load_model(path) for path in two_models)
     out = tmp_path / "soup.keras"
     average_weights(two_models, out)
+    sidecar = json.loads((tmp_path / "soup.keras.json").read_text())
+    assert sidecar["sources"] == [str(path) for path in two_models]
     soup = keras.saving.load_model(out)
     assert soup.inference_size == 48 and getattr(soup, "optimizer", None) is None
     pairs = list(zip(first.get_weights(), second.get_weights(), soup.get_weights()))

@@ -394,6 +394,7 @@ def test_two_local_workers_train_together(synthetic_dir, tmp_path):
 def test_package_writes_the_shipped_form(synthetic_dir, tmp_path):
     from keras_defusion.models import pretrained
     from keras_defusion.inference.detector import load_detector
+    from keras_defusion.training.average import average_weights
     from training.package import package_run
 
     run = tmp_path / "run"
@@ -412,6 +413,16 @@ def test_package_writes_the_shipped_form(synthetic_dir, tmp_path):
         package_run(run, pretrained.DEFAULT_MODEL, synthetic_dir / "images", assets_root=assets)
     package_run(run, pretrained.DEFAULT_MODEL, synthetic_dir / "images", assets_root=assets,
                 num_calibration=2, inference_size=64, overwrite=True)
+    # A weight average ships without a run, with its ingredients.
+    soup = tmp_path / "soup.keras"
+    average_weights([run / "final.keras", run / "final.keras"], soup)
+    folder = package_run(None, pretrained.DEFAULT_MODEL, synthetic_dir / "images",
+                         model_file=soup, assets_root=assets, num_calibration=2,
+                         inference_size=64, overwrite=True)
+    assert json.loads((folder / "average.json").read_text())["sources"] == [
+        str(run / "final.keras")] * 2
+    assert not (folder / "training_config.json").exists()
+    assert pretrained.load_pretrained(pretrained.DEFAULT_MODEL, assets_root=assets)
 
 
 def test_package_cli_refuses_to_replace_the_shipped_model(tmp_path, capsys):
@@ -423,6 +434,8 @@ def test_package_cli_refuses_to_replace_the_shipped_model(tmp_path, capsys):
     assert status == 2
     assert "--overwrite" in capsys.readouterr().err
     assert pretrained.load_pretrained(pretrained.DEFAULT_MODEL) is not None
+    assert package.main(["--calibration", str(tmp_path)]) == 2
+    assert "a training run (--run) or a .keras file (--model)" in capsys.readouterr().err
 
 
 def test_resize_methods_are_a_closed_set():

@@ -6,7 +6,12 @@
 Writes `keras_defusion/assets/<name>/`: config.json and float16 weights (what
 `load_pretrained(name)` reads), the full-integer TFLite file
 `model_int8.tflite` with its JSON sidecar, and the run's training config,
-history and curve, so the shipped model carries how it was made.
+history and curve, so the shipped model carries how it was made. A weight
+average (`python -m training.average`) ships without `--run`, with its list
+of ingredients as `average.json`:
+
+    python -m training.package --model runs/soups/soup.keras --name NAME \
+        --calibration ../shared/data/CUHK/train/images
 """
 
 import argparse
@@ -22,6 +27,7 @@ RUN_FILES = {"config.json": "training_config.json", "history.json": "history.jso
              "curve.png": "curve.png", "log.csv": "log.csv"}
 SIZE_LIMIT_BYTES = 50 * 1024 * 1024
 MODEL_CARD = "MODEL_CARD.md"
+AVERAGE_FILE = "average.json"
 
 
 def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
@@ -29,11 +35,13 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
     """Writes the shipped form of a run's model; returns the folder.
 
     Args:
-        run_dir: a training run folder.
+        run_dir: a training run folder, or None to ship `model_file` alone
+            (a weight average, say).
         name: a name registered in `keras_defusion.models.pretrained.PRETRAINED_MODELS`.
         calibration: folder of real photos for the int8 TFLite export.
         model_file: the `.keras` file to ship (default: the run's best
-            checkpoint by validation MAE, else `final.keras`).
+            checkpoint by validation MAE, else `final.keras`). Its sidecar
+            from `training.average`, if any, ships as `average.json`.
         assets_root: where to write (default: the package's assets folder).
         num_calibration: at most this many calibration photos.
         inference_size: the size detect and the TFLite file use (default:
@@ -45,12 +53,17 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
 
     Raises:
         FileExistsError: the folder exists and `overwrite` is False.
+        ValueError: neither `run_dir` nor `model_file` is given.
     """
     import keras
 
     from keras_defusion import export as export_lib
+    from keras_defusion.training.average import SIDECAR_SUFFIX
     from keras_defusion.training.run_folder import float32_copy
 
+    if run_dir is None and model_file is None:
+        raise ValueError("name the model to ship: a training run (--run) or a .keras "
+                         "file (--model)")
     directory = pretrained.pretrained_dir(name, assets_root)
     if directory.exists() and not overwrite:
         raise FileExistsError(
@@ -59,6 +72,7 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
     if model_file is None:
         best = os.path.join(run_dir, "checkpoints", "best.keras")
         model_file = best if os.path.exists(best) else os.path.join(run_dir, "final.keras")
+    model_file = os.fspath(model_file)
     model = float32_copy(keras.saving.load_model(model_file, compile=False))
     if inference_size:  # metadata of the model: no rebuild
         model.inference_size = inference_size
@@ -73,8 +87,10 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
             calibration_images=calibration, num_calibration=num_calibration,
         )
         for source, target in RUN_FILES.items():
-            if os.path.exists(os.path.join(run_dir, source)):
+            if run_dir is not None and os.path.exists(os.path.join(run_dir, source)):
                 shutil.copyfile(os.path.join(run_dir, source), staging / target)
+        if os.path.exists(model_file + SIDECAR_SUFFIX):
+            shutil.copyfile(model_file + SIDECAR_SUFFIX, staging / AVERAGE_FILE)
         card = directory / MODEL_CARD
         if card.exists():  # written by hand; kept across re-packaging
             shutil.copyfile(card, staging / MODEL_CARD)
@@ -90,7 +106,7 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, help="training run folder")
+    parser.add_argument("--run", help="training run folder (needed unless --model)")
     parser.add_argument("--name", default=pretrained.DEFAULT_MODEL)
     parser.add_argument("--model", help="the .keras file (default: the run's best)")
     parser.add_argument("--calibration", required=True, help="photos for int8 calibration")

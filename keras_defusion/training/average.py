@@ -10,13 +10,16 @@ import os
 
 import numpy as np
 
-from keras_defusion.io.files import atomic_write
+from keras_defusion.io.files import atomic_write, write_json
 from keras_defusion.models.defusionnet.model import DeFusionNet
 from keras_defusion.models.loading import load_model_file
 from keras_defusion.training.run_folder import float32_copy
 
 # Config keys that may differ between ingredients: metadata, not the network.
 _NOT_THE_NETWORK = ("name", "trainable", "dtype", "inference_size")
+# Beside `soup.keras`, `soup.keras.json` names the ingredients (packaging
+# ships it as the model's `average.json`).
+SIDECAR_SUFFIX = ".json"
 
 
 def network_config(model):
@@ -31,7 +34,7 @@ def average_weights(sources, out_path):
 
     Every variable is averaged, batch-norm moving statistics included. The
     result is float32, has no optimizer state, and keeps the first source's
-    inference size.
+    inference size. A sidecar `<out_path>.json` lists the sources as given.
 
     Args:
         sources: two or more `.keras` files (or shipped model names) of one
@@ -70,4 +73,8 @@ def average_weights(sources, out_path):
     averaged = DeFusionNet.from_config(models[0].get_config())
     averaged.set_weights([m.astype(w.dtype) for m, w in zip(mean, weights[0])])
     atomic_write(out_path, averaged.save)
+    write_json(out_path + SIDECAR_SUFFIX, {
+        "averaged": "uniform mean of every variable (weights and batch-norm statistics)",
+        "sources": sources,
+    })
     return averaged
