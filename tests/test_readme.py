@@ -346,7 +346,9 @@ CARD_SKIPPED = {
                            "(size choice, packaging), run scaled above",
     r"training\.average --models runs/": "averages the issue-15 runs' checkpoints; "
                                           "tests/test_average.py runs it on tiny models",
-    r"runs/(photo|plain)-ft": "needs the issue-15 fine-tunes of the default model; "
+    r"--model runs/soups/": "packages the issue-15 average; the README's package "
+                            "command of an average runs scaled above",
+    r"runs/(photo|plain)-ft": "needs the issue-15 fine-tunes of defusionnet-scratch-cuhk-320; "
                               "tests/test_benchmarks.py and tests/test_average.py "
                               "run the tools on tiny models",
     # The phone card's training, size choice and packaging are the README's

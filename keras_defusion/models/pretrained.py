@@ -39,6 +39,11 @@ PRETRAINED_MODELS = {
     model.name: model
     for model in (
         PretrainedModel(
+            "defusionnet-scratch-cuhk-soup",
+            "DeFusionNet, scratch preset (VGG16-BN, no ImageNet): the weight average "
+            "of defusionnet-scratch-cuhk-320 and two fine-tunes of it, runs at 320 px",
+        ),
+        PretrainedModel(
             "defusionnet-scratch-cuhk-320",
             "DeFusionNet, scratch preset (VGG16-BN, no ImageNet), trained longer "
             "on CUHK, runs at 320 px",
@@ -53,7 +58,7 @@ PRETRAINED_MODELS = {
         ),
     )
 }
-DEFAULT_MODEL = "defusionnet-scratch-cuhk-320"
+DEFAULT_MODEL = "defusionnet-scratch-cuhk-soup"
 
 
 def default_assets_root():
