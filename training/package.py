@@ -58,7 +58,7 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
     import keras
 
     from keras_defusion import export as export_lib
-    from keras_defusion.training.average import SIDECAR_SUFFIX
+    from keras_defusion.training.average import average_sidecar_path
     from keras_defusion.training.run_folder import float32_copy
 
     if run_dir is None and model_file is None:
@@ -89,8 +89,9 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
         for source, target in RUN_FILES.items():
             if run_dir is not None and os.path.exists(os.path.join(run_dir, source)):
                 shutil.copyfile(os.path.join(run_dir, source), staging / target)
-        if os.path.exists(model_file + SIDECAR_SUFFIX):
-            shutil.copyfile(model_file + SIDECAR_SUFFIX, staging / AVERAGE_FILE)
+        sources = average_sidecar_path(model_file)
+        if os.path.exists(sources):
+            shutil.copyfile(sources, staging / AVERAGE_FILE)
         card = directory / MODEL_CARD
         if card.exists():  # written by hand; kept across re-packaging
             shutil.copyfile(card, staging / MODEL_CARD)

@@ -17,9 +17,12 @@ from keras_defusion.training.run_folder import float32_copy
 
 # Config keys that may differ between ingredients: metadata, not the network.
 _NOT_THE_NETWORK = ("name", "trainable", "dtype", "inference_size")
-# Beside `soup.keras`, `soup.keras.json` names the ingredients (packaging
-# ships it as the model's `average.json`).
-SIDECAR_SUFFIX = ".json"
+
+
+def average_sidecar_path(out_path):
+    """The JSON sidecar naming an average's sources: `<out_path>.json` (packaging
+    ships it as the model's `average.json`)."""
+    return os.fspath(out_path) + ".json"
 
 
 def network_config(model):
@@ -73,7 +76,7 @@ def average_weights(sources, out_path):
     averaged = DeFusionNet.from_config(models[0].get_config())
     averaged.set_weights([m.astype(w.dtype) for m, w in zip(mean, weights[0])])
     atomic_write(out_path, averaged.save)
-    write_json(out_path + SIDECAR_SUFFIX, {
+    write_json(average_sidecar_path(out_path), {
         "averaged": "uniform mean of every variable (weights and batch-norm statistics)",
         "sources": sources,
     })
