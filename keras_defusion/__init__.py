@@ -36,6 +36,7 @@ from keras_defusion.models.defusionnet.model import DeFusionNet
 from keras_defusion.models.defusionnet.presets import MODEL_PRESETS
 from keras_defusion.models.defusionnet.presets import get_model_config
 from keras_defusion.models.pretrained import DEFAULT_MODEL
+from keras_defusion.training.losses import BCEIoULoss
 from keras_defusion.training.schedules import WarmupSchedule
 from keras_defusion.version import __version__
 

@@ -444,6 +444,43 @@ def test_photometric_is_off_by_default_and_checks_its_values():
             data.Photometric(**bad)
 
 
+def test_synthetic_defocus_blurs_a_region_and_adds_it_to_the_mask():
+    rng = np.random.default_rng(0)
+    photos = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(4)]
+    masks = [np.zeros((40, 40)) for _ in photos]  # all sharp
+
+    def batch(synthetic_defocus=None):
+        dataset = data.dataset_from_arrays(
+            photos, masks, 32, 4, training=True, seed=3, synthetic_defocus=synthetic_defocus)
+        return [t.numpy() for t in next(iter(dataset))]
+
+    always = data.SyntheticDefocus(1.0, radius_range=(0.1, 0.15))
+    (images, plain_masks), (painted, grown), (again, grown_again) = (
+        batch(), batch(always), batch(always))
+    np.testing.assert_array_equal(painted, again)
+    np.testing.assert_array_equal(grown, grown_again)
+    for image, new_image, mask in zip(images, painted, grown[..., 0]):
+        assert 0 < mask.mean() < 1
+        both = (mask[:, 1:] == 1) & (mask[:, :-1] == 1)  # neighbours inside the region
+        detail_before = np.abs(np.diff(image, axis=1)).mean(-1)[both].mean()
+        detail_after = np.abs(np.diff(new_image, axis=1)).mean(-1)[both].mean()
+        assert detail_after < 0.5 * detail_before
+        change = np.abs(new_image - image).mean(-1)
+        assert change[mask == 0].mean() < change[mask == 1].mean()
+    assert not plain_masks.any()
+    # Off (p = 0) leaves every crop as it was: its draws are its own.
+    for a, b in zip(batch(data.SyntheticDefocus(0.0)), (images, plain_masks)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_synthetic_defocus_is_off_by_default_and_checks_its_values():
+    assert not data.SyntheticDefocus().enabled
+    with pytest.raises(ValueError, match="--synthetic-defocus"):
+        data.SyntheticDefocus(1.5)
+    with pytest.raises(ValueError, match="radius_range"):
+        data.SyntheticDefocus(0.5, radius_range=(0.1, 0.05))
+
+
 def test_training_batches_have_a_static_shape():
     photos, masks = _mask_photos(count=3)
     dataset = data.dataset_from_arrays(photos, masks, 16, 2, training=True, seed=0)

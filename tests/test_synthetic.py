@@ -8,6 +8,7 @@ import pytest
 from scipy import ndimage
 
 from keras_defusion import data
+from keras_defusion.data import defocus
 from keras_defusion.data import synthetic
 
 
@@ -61,16 +62,32 @@ def test_blurred_region_has_less_gradient_energy_than_sharp_region():
 
 
 def test_disk_kernel_is_a_normalised_disc():
-    kernel = synthetic.disk_kernel(3.0)
+    kernel = defocus.disk_kernel(3.0)
     assert kernel.shape == (7, 7)
     assert np.isclose(kernel.sum(), 1.0)
     np.testing.assert_allclose(kernel, kernel.T)
     np.testing.assert_allclose(kernel, kernel[::-1])
     assert kernel[0, 0] == 0 and kernel[3, 3] == kernel.max()
-    flat = synthetic.disk_blur(np.full((10, 12, 3), 80.0), 2.5)
+    flat = defocus.disk_blur(np.full((10, 12, 3), 80.0), 2.5)
     np.testing.assert_allclose(flat, 80.0, atol=1e-3)
     with pytest.raises(ValueError):
-        synthetic.disk_kernel(0)
+        defocus.disk_kernel(0)
+
+
+def test_add_defocus_keeps_blurred_pixels_and_blurs_the_new_region():
+    rng = np.random.default_rng(1)
+    image = rng.uniform(0, 255, (48, 64, 3))
+    mask = np.zeros((48, 64, 1))
+    mask[:, :16] = 1.0  # a blurred strip on the left
+    painted, grown = defocus.add_defocus(np.random.default_rng(2), image, mask, 3.0)
+    assert painted.shape == image.shape and grown.shape == mask.shape
+    assert painted.dtype == np.float32 and grown.dtype == np.float32
+    assert (grown[:, :16] == 1).all()  # blurred stays blurred
+    new = (grown[..., 0] == 1) & (mask[..., 0] == 0)
+    assert new.any() and not grown.all()
+    assert painted.std(axis=-1)[new].mean() < 0.6 * image.std(axis=-1)[new].mean()
+    again = defocus.add_defocus(np.random.default_rng(2), image, mask, 3.0)
+    np.testing.assert_array_equal(again[0], painted)
 
 
 @pytest.mark.parametrize("count", [None, 4])

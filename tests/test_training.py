@@ -12,6 +12,7 @@ import pytest
 from keras_defusion import data as data_lib
 from keras_defusion.data import synthetic
 from keras_defusion.errors import DataError
+from keras_defusion.training.losses import BCEIoULoss
 from keras_defusion.training.losses import deep_supervision_losses
 from tests.conftest import REPO_ROOT
 
@@ -59,6 +60,66 @@ def test_eq6_loss_weights_cover_every_output():
     assert weights["step2_out6"] == 1.0
     with pytest.raises(ValueError, match="step3_out1"):
         deep_supervision_losses(2, lambda_side={"step3_out1": 1.0})
+
+
+def test_bce_iou_loss_adds_one_minus_the_soft_iou_of_both_classes():
+    rng = np.random.default_rng(0)
+    masks = (rng.random((3, 8, 8, 1)) < 0.4).astype("float32")
+    probs = rng.uniform(0.05, 0.95, (3, 8, 8, 1)).astype("float32")
+    bce = float(keras.losses.BinaryCrossentropy()(masks, probs))
+    assert float(BCEIoULoss(0.0)(masks, probs)) == pytest.approx(bce, rel=1e-5)
+
+    def iou_term(truth, prob):
+        return float(BCEIoULoss(1.0)(truth, prob)) - float(BCEIoULoss(0.0)(truth, prob))
+
+    def soft_iou(truth, prob):  # one photo, smoothed by one pixel
+        return ((truth * prob).sum() + 1) / ((truth + prob - truth * prob).sum() + 1)
+
+    expected = np.mean([1 - 0.5 * (soft_iou(t, p) + soft_iou(1 - t, 1 - p))
+                        for t, p in zip(masks, probs)])
+    assert iou_term(masks, probs) == pytest.approx(expected, rel=1e-4)
+    assert iou_term(masks, masks) == pytest.approx(0.0, abs=1e-6)  # perfect map
+    assert iou_term(masks, 1 - masks) > 0.9  # inverted map
+    assert iou_term(1 - masks, 1 - probs) == pytest.approx(iou_term(masks, probs), rel=1e-4)
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(BCEIoULoss(0.5, name="fused_bce_iou")))
+    assert restored.iou_weight == 0.5 and restored.name == "fused_bce_iou"
+    losses, _ = deep_supervision_losses(1, iou_weight=0.5)
+    assert all(isinstance(loss, BCEIoULoss) and loss.iou_weight == 0.5
+               for loss in losses.values())
+    with pytest.raises(ValueError, match="--iou-weight"):
+        tiny_config(iou_weight=-1.0)
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")  # never built
+def test_a_model_compiled_with_the_iou_term_saves_and_loads_it(tmp_path):
+    from keras_defusion.training.build import build_model
+    from keras_defusion.training.build import compile_model
+
+    config = tiny_config(iou_weight=2.0)
+    model = build_model(config)
+    compile_model(model, config)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert {type(loss) for loss in loaded.loss.values()} == {BCEIoULoss}
+    assert loaded.loss["fused"].iou_weight == 2.0
+
+
+@pytest.mark.parametrize("iou_weight", [0.0, 1.0])
+def test_multi_worker_loop_sums_the_losses_fit_uses(iou_weight):
+    from keras_defusion.training.multi_worker import _per_example_loss
+
+    rng = np.random.default_rng(1)
+    masks = (rng.random((2, 6, 6, 1)) < 0.5).astype("float32")
+    outputs = {name: rng.uniform(0.1, 0.9, (2, 6, 6, 1)).astype("float32")
+               for name in ("fused", "step1_out1")}
+    losses, weights = deep_supervision_losses(1, lambda_fused=2.0, iou_weight=iou_weight)
+    weights = {name: weights[name] for name in outputs}
+    per_example = _per_example_loss(masks, outputs, losses, weights).numpy()
+    for i in range(2):
+        expected = sum(weight * float(losses[name](masks[i:i + 1], outputs[name][i:i + 1]))
+                       for name, weight in weights.items())
+        assert per_example[i] == pytest.approx(expected, rel=1e-5)
 
 
 def test_schedules():
@@ -118,11 +179,14 @@ def test_cli_arguments_map_to_config():
          "--weights", "none", "--model-set", "num_steps=2", "--model-set",
          "normalization=group", "--lambda-fused", "2", "--lambda-side",
          '{"step1_out1": 0.5}', "--deterministic", "--val-size", "384",
-         "--color-jitter", "0.2", "--noise-stddev", "4", "--jpeg-quality", "60"])
+         "--color-jitter", "0.2", "--noise-stddev", "4", "--jpeg-quality", "60",
+         "--synthetic-defocus", "0.3", "--iou-weight", "0.5"])
     config = train_cli.config_from_args(args)
     assert config.deterministic and config.val_size == 384
     assert config.photometric == data_lib.Photometric(0.2, 4.0, 60)
     assert train_cli.config_from_args(args).to_dict()["jpeg_quality"] == 60
+    assert config.synthetic_defocus_augmentation == data_lib.SyntheticDefocus(0.3)
+    assert config.iou_weight == 0.5
     assert config.lambda_fused == 2.0 and config.lambda_side == {"step1_out1": 0.5}
     assert config.batch_size == 8 and config.backbone_weights is None
     assert config.model_overrides == {"num_steps": 2, "normalization": "group"}
@@ -212,7 +276,7 @@ def test_resume_continues_from_the_saved_step(synthetic_dir, tmp_path):
     assert any(not np.array_equal(a, b) for a, b in zip(before, last.get_weights()))
 
 
-def test_photometric_options_reach_the_training_crops(synthetic_dir):
+def test_augmentation_options_reach_the_training_crops(synthetic_dir):
     from keras_defusion.training.datasets import build_datasets
 
     def first_batch(**overrides):
@@ -222,6 +286,8 @@ def test_photometric_options_reach_the_training_crops(synthetic_dir):
     (images, masks), (jittered, same_masks) = first_batch(), first_batch(color_jitter=0.3)
     np.testing.assert_array_equal(masks, same_masks)
     assert np.abs(images - jittered).mean() > 1.0
+    _, grown = first_batch(synthetic_defocus=1.0)
+    assert (grown >= masks).all() and grown.sum() > masks.sum()
     with pytest.raises(ValueError, match="--jpeg-quality"):
         tiny_config(jpeg_quality=101)
 

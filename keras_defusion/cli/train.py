@@ -50,6 +50,9 @@ def add_arguments(parser):
     parser.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up steps")
     parser.add_argument("--resize-methods", help="comma-separated resampling methods drawn "
                         f"for training photos, from {','.join(RESIZE_METHODS)}")
+    parser.add_argument("--synthetic-defocus", type=float, metavar="P",
+                        help="share of training crops given an extra region blurred by a "
+                        "pillbox and added to their masks (default 0: off)")
     parser.add_argument("--color-jitter", type=float, metavar="J",
                         help="largest relative change of brightness, contrast and saturation "
                         "of a training crop (default 0: off)")
@@ -73,6 +76,9 @@ def add_arguments(parser):
     parser.add_argument("--lambda-side", help="Eq. 6's lambda_i^j: one number for every side "
                         "output, or JSON mapping output names to weights, e.g. "
                         "'{\"step1_out1\": 0.5}' (default 1)")
+    parser.add_argument("--iou-weight", type=float, metavar="W",
+                        help="add W x (1 - soft IoU) per photo to every output's "
+                        "cross-entropy (default 0: Eq. 6 alone)")
     parser.add_argument("--mixed-precision", action="store_true", default=None,
                         help="mixed_float16 compute (GPUs)")
     parser.add_argument("--distribution", choices=("auto", "default", "mirrored", "multi_worker"))
@@ -127,6 +133,7 @@ def cli_overrides(args):
             "optimizer": args.optimizer,
             "warmup_steps": args.warmup_steps,
             "resize_methods": args.resize_methods and args.resize_methods.split(","),
+            "synthetic_defocus": args.synthetic_defocus,
             "color_jitter": args.color_jitter,
             "noise_stddev": args.noise_stddev,
             "jpeg_quality": args.jpeg_quality,
@@ -137,6 +144,7 @@ def cli_overrides(args):
             "polarity": args.polarity,
             "lambda_fused": args.lambda_fused,
             "lambda_side": args.lambda_side and _lambda_side(args.lambda_side),
+            "iou_weight": args.iou_weight,
             "mixed_precision": args.mixed_precision,
             "distribution": args.distribution,
             "seed": args.seed,

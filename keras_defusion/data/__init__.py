@@ -4,6 +4,7 @@ from keras_defusion.data.augmentation import DEFAULT_RESIZE_METHODS
 from keras_defusion.data.augmentation import Photometric
 from keras_defusion.data.augmentation import RESIZE_METHODS
 from keras_defusion.data.augmentation import ROTATION_BORDERS
+from keras_defusion.data.augmentation import SyntheticDefocus
 from keras_defusion.data.augmentation import check_resize_methods
 from keras_defusion.data.augmentation import resize_photo
 from keras_defusion.data.pairs import LAYOUTS

@@ -1,10 +1,14 @@
-"""Training augmentation: rotation, scale, flip (section 3.3), resize method, photometric."""
+"""Training augmentation: rotation, scale, flip (section 3.3), resize method,
+synthetic defocus, photometric."""
 
 import dataclasses
 import math
 from typing import Optional
 
+import numpy as np
 import tensorflow as tf
+
+from keras_defusion.data import defocus
 
 ROTATION_BORDERS = ("crop", "reflect")
 
@@ -106,6 +110,79 @@ def apply_photometric(image, photometric, seed):
     return image
 
 
+@dataclasses.dataclass(frozen=True)
+class SyntheticDefocus:
+    """Extra defocused regions on training crops; the default changes nothing.
+
+    Not in the paper. A crop drawn with probability `probability` gets a
+    region blurred by a pillbox (the blur disc of a defocused lens) under a
+    soft random mask feathered as a defocus edge is, and the region is added
+    to its mask (`keras_defusion.data.defocus.add_defocus`): new blur
+    boundaries, at new places, from the same photos. Applied after the
+    geometry and before `Photometric`, so noise and JPEG cover the new region
+    as they do the rest.
+
+    Attributes:
+        probability: share of the crops changed, in [0, 1]; 0: off.
+        radius_range: (low, high) pillbox radius as a fraction of the crop
+            side, drawn uniformly per crop; by default the synthetic
+            pairs' (`defocus.RADIUS_FRACTIONS`), 2.9 to 7.7 px on a 192-px
+            crop.
+    """
+
+    probability: float = 0.0
+    radius_range: tuple = defocus.RADIUS_FRACTIONS
+
+    def __post_init__(self):
+        if not 0 <= self.probability <= 1:
+            raise ValueError(
+                f"probability (--synthetic-defocus) must be in [0, 1], got {self.probability}")
+        low, high = (float(r) for r in self.radius_range)
+        if not 0 < low <= high <= 0.25:
+            raise ValueError(
+                f"radius_range must be (low, high) fractions of the crop side with "
+                f"0 < low <= high <= 0.25, got {self.radius_range}")
+        object.__setattr__(self, "radius_range", (low, high))
+
+    @property
+    def enabled(self):
+        return self.probability > 0
+
+
+def apply_synthetic_defocus(image, mask, synthetic_defocus, seed):
+    """Applies `SyntheticDefocus` to one crop.
+
+    Args:
+        image: RGB [S, S, 3], float 0..255.
+        mask: [S, S, 1] in {0, 1}, 1 = blurred.
+        synthetic_defocus: a `SyntheticDefocus`.
+        seed: shape [2] integer seed; the same seed gives the same region.
+
+    Returns:
+        `(image, mask)`, the crop unchanged unless drawn.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, num=3)
+    drawn = tf.random.stateless_uniform([], seeds[0]) < synthetic_defocus.probability
+    low, high = synthetic_defocus.radius_range
+    side = tf.cast(tf.shape(image)[0], tf.float32)
+    radius = side * tf.random.stateless_uniform([], seeds[1], low, high)
+    # The region's shape is drawn by NumPy, seeded from the stateless stream.
+    region_seed = tf.random.stateless_uniform(
+        [2], seeds[2], 0, tf.int32.max, dtype=tf.int32)
+
+    def paint():
+        def numpy_paint(image, mask, radius, region_seed):
+            rng = np.random.default_rng([int(s) for s in region_seed])
+            return defocus.add_defocus(rng, image, mask, float(radius))
+
+        painted, grown = tf.numpy_function(
+            numpy_paint, [image, mask, radius, region_seed], [tf.float32, tf.float32],
+            stateful=False)
+        return tf.ensure_shape(painted, image.shape), tf.ensure_shape(grown, mask.shape)
+
+    return tf.cond(drawn, paint, lambda: (image, mask))
+
+
 def _resize_square(stacked, side):
     """Resizes [H, W, 4] (RGB + mask) to [side, side, 4], antialiased bilinear."""
     return resize_photo(stacked, side, "antialiased")
@@ -150,7 +227,7 @@ def _resize_random(stacked, side, methods, seed):
 
 
 def _make_augment(size, max_rotation, scale_range, flip, rotation_border, resize_methods,
-                  photometric):
+                  synthetic_defocus, photometric):
     """Builds the per-element training transform (see `make_dataset`).
 
     Photo and mask travel as one [H, W, 4] tensor, so every geometric step is
@@ -158,9 +235,10 @@ def _make_augment(size, max_rotation, scale_range, flip, rotation_border, resize
     side n = S * scale, by a method drawn from `resize_methods`; then a single
     projective warp that rotates by a random angle about the centre, takes an
     S x S window at a random integer offset and mirrors it (bilinear
-    sampling); then the mask is re-binarised at 0.5 and `photometric`
-    changes the photo (its draws use their own seed, so turning it on leaves
-    the geometry of every crop as it was). With `rotation_border="crop"` the
+    sampling); then the mask is re-binarised at 0.5, `synthetic_defocus`
+    may blur a new region and add it to the mask, and `photometric` changes
+    the photo (each draws from its own seed, so turning one on leaves the
+    geometry of every crop, and the other's draws, as they were). With `rotation_border="crop"` the
     window stays inside the rotated photo (n is raised as far as needed, so large angles zoom in);
     with `"reflect"` the corners are filled by reflection.
     """
@@ -228,6 +306,10 @@ def _make_augment(size, max_rotation, scale_range, flip, rotation_border, resize
         )[0]
         warped.set_shape([size, size, 4])
         image, mask = _split(_finish(warped))
+        if synthetic_defocus.enabled:
+            image, mask = apply_synthetic_defocus(
+                image, mask, synthetic_defocus,
+                tf.random.experimental.stateless_fold_in(element_seed, 6))
         if photometric.enabled:
             image = apply_photometric(
                 image, photometric, tf.random.experimental.stateless_fold_in(element_seed, 5))

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from keras_defusion.data.augmentation import DEFAULT_RESIZE_METHODS
 from keras_defusion.data.augmentation import Photometric
+from keras_defusion.data.augmentation import SyntheticDefocus
 from keras_defusion.data.augmentation import ROTATION_BORDERS
 from keras_defusion.data.augmentation import _finish
 from keras_defusion.data.augmentation import _make_augment
@@ -55,6 +56,7 @@ def make_dataset(
     flip=True,
     rotation_border="crop",
     resize_methods=DEFAULT_RESIZE_METHODS,
+    synthetic_defocus=None,
     photometric=None,
     repeat=None,
     drop_remainder=None,
@@ -103,8 +105,11 @@ def make_dataset(
             (bilinear with antialiasing, what `detect` does), "bilinear"
             (without, as MediaPipe and `tf.image.resize` by default),
             "area", "nearest" and "bicubic".
+        synthetic_defocus: a `SyntheticDefocus` (extra blurred regions,
+            added to the masks) applied to training crops after the
+            geometry; None: none.
         photometric: a `Photometric` (colour, noise, JPEG) applied to each
-            training crop after the geometry; None: none.
+            training crop after the geometry and synthetic defocus; None: none.
         repeat: repeat forever; None means `training`. A non-repeating
             training set is reshuffled and re-augmented on each pass.
         drop_remainder: drop a last partial batch; None means `training`.
@@ -121,7 +126,8 @@ def make_dataset(
     options = dict(
         training=training, seed=seed, max_rotation=max_rotation,
         scale_range=scale_range, flip=flip, rotation_border=rotation_border,
-        resize_methods=resize_methods, photometric=photometric, repeat=repeat,
+        resize_methods=resize_methods, synthetic_defocus=synthetic_defocus,
+        photometric=photometric, repeat=repeat,
         drop_remainder=drop_remainder, shard=shard,
     )
     if cache:
@@ -151,6 +157,7 @@ def dataset_from_arrays(
     flip=True,
     rotation_border="crop",
     resize_methods=DEFAULT_RESIZE_METHODS,
+    synthetic_defocus=None,
     photometric=None,
     repeat=None,
     drop_remainder=None,
@@ -165,7 +172,8 @@ def dataset_from_arrays(
         image_size: side S of the square output.
         batch_size: batch size.
         training, seed, max_rotation, scale_range, flip, rotation_border,
-        resize_methods, photometric, repeat, drop_remainder, shard: as in
+        resize_methods, synthetic_defocus, photometric, repeat, drop_remainder,
+        shard: as in
             `make_dataset`.
 
     Returns:
@@ -197,7 +205,8 @@ def dataset_from_arrays(
         fetch, len(images), image_size, batch_size, training=training, seed=seed,
         max_rotation=max_rotation, scale_range=scale_range, flip=flip,
         rotation_border=rotation_border, resize_methods=resize_methods,
-        photometric=photometric, repeat=repeat, drop_remainder=drop_remainder, shard=shard,
+        synthetic_defocus=synthetic_defocus, photometric=photometric, repeat=repeat,
+        drop_remainder=drop_remainder, shard=shard,
     )
 
 
@@ -214,6 +223,7 @@ def _build_dataset(
     flip,
     rotation_border,
     resize_methods,
+    synthetic_defocus,
     photometric,
     repeat,
     drop_remainder,
@@ -237,6 +247,10 @@ def _build_dataset(
     photometric = photometric or Photometric()
     if not isinstance(photometric, Photometric):
         raise TypeError(f"photometric must be a Photometric or None, got {photometric!r}")
+    synthetic_defocus = synthetic_defocus or SyntheticDefocus()
+    if not isinstance(synthetic_defocus, SyntheticDefocus):
+        raise TypeError(
+            f"synthetic_defocus must be a SyntheticDefocus or None, got {synthetic_defocus!r}")
     if not 0 <= max_rotation < 45:
         raise ValueError(
             f"max_rotation must be in [0, 45) degrees, got {max_rotation}"
@@ -288,7 +302,7 @@ def _build_dataset(
             dataset = dataset.shard(num_shards, shard_index)
         augment = _make_augment(
             size, max_rotation, (scale_low, scale_high), flip, rotation_border,
-            resize_methods, photometric,
+            resize_methods, synthetic_defocus, photometric,
         )
         dataset = dataset.map(
             lambda index, element_seed: augment(load(index), element_seed),

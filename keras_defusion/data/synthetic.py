@@ -21,11 +21,10 @@ import os
 import numpy as np
 import tensorflow as tf
 from PIL import Image
-from scipy import ndimage
-from scipy import signal
 from skimage import data as skimage_data
 
 from keras_defusion import data
+from keras_defusion.data import defocus
 from keras_defusion.io import files
 from keras_defusion.io import images as image_io
 
@@ -67,62 +66,6 @@ def _procedural_source(rng, side=384):
     return np.clip(blocks[:side, :side] + noise, 0, 255).astype(np.uint8)
 
 
-def disk_kernel(radius):
-    """A normalised pillbox kernel of (real) `radius`, edge pixels antialiased.
-
-    Args:
-        radius: disk radius in pixels, > 0.
-
-    Returns:
-        float64 [2k + 1, 2k + 1] summing to 1, with k = ceil(radius).
-    """
-    if radius <= 0:
-        raise ValueError(f"radius must be positive, got {radius}")
-    half = int(np.ceil(radius))
-    # 4x4 supersampling per pixel gives the partial coverage at the rim.
-    steps = (np.arange(4) + 0.5) / 4 - 0.5
-    grid = np.arange(-half, half + 1)
-    fine = (grid[:, None] + steps[None, :]).ravel()
-    inside = (fine[:, None] ** 2 + fine[None, :] ** 2) <= radius**2
-    size = 2 * half + 1
-    kernel = inside.reshape(size, 4, size, 4).mean(axis=(1, 3))
-    return kernel / kernel.sum()
-
-
-def disk_blur(image, radius):
-    """Blurs an [H, W, C] array with a pillbox (FFT, reflected borders)."""
-    kernel = disk_kernel(radius)
-    pad = kernel.shape[0] // 2
-    image = np.asarray(image, dtype=np.float32)
-    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
-    kernel = kernel[..., None].astype(np.float32)
-    blurred = signal.fftconvolve(padded, kernel, mode="valid", axes=(0, 1))
-    return blurred.astype(np.float32)
-
-
-def _soft_mask(rng, height, width, feather):
-    """A soft blur mask in [0, 1]: thresholded smooth noise plus a depth ramp."""
-    # Noise on a coarse grid, upsampled: blobs a few per image side.
-    cells = int(rng.integers(2, 6))
-    coarse = rng.normal(size=(cells + 1, cells + 1))
-    zoom = (height / cells, width / cells)
-    field = ndimage.zoom(coarse, zoom, order=3, mode="nearest", grid_mode=True)
-    field = field[:height, :width]
-    field = (field - field.mean()) / (field.std() + 1e-6)
-    ys, xs = np.meshgrid(
-        np.linspace(-1, 1, height), np.linspace(-1, 1, width), indexing="ij"
-    )
-    direction = rng.uniform(0, 2 * np.pi)
-    ramp = np.cos(direction) * xs + np.sin(direction) * ys
-    field = field + rng.uniform(0, 2.5) * ramp
-    blurred_fraction = rng.uniform(0.3, 0.8)
-    threshold = np.quantile(field, 1.0 - blurred_fraction)
-    hard = (field >= threshold).astype(np.float32)
-    if feather > 0:
-        hard = ndimage.gaussian_filter(hard, feather, mode="nearest")
-    return hard
-
-
 def _random_crop(rng, source, height, width):
     """A random crop of `source` resized to [height, width], random mirror."""
     src_h, src_w = source.shape[:2]
@@ -141,12 +84,6 @@ def _random_crop(rng, source, height, width):
     return crop
 
 
-def default_radius_range(height, width):
-    """Blur radii in pixels for this image size: 1.5% to 4% of the short side."""
-    side = min(height, width)
-    return max(1.5, 0.015 * side), max(3.0, 0.04 * side)
-
-
 def synthetic_pair(rng, size, radius_range=None):
     """One synthetic (image, mask) pair.
 
@@ -154,7 +91,7 @@ def synthetic_pair(rng, size, radius_range=None):
         rng: a `numpy.random.Generator`.
         size: output side S, or (height, width).
         radius_range: (low, high) pillbox radius in pixels; None scales it
-            with the image (`default_radius_range`).
+            with the image (`defocus.default_radius_range`).
 
     Returns:
         `(image, mask)`: uint8 RGB [H, W, 3] and float32 [H, W] in {0, 1},
@@ -163,7 +100,7 @@ def synthetic_pair(rng, size, radius_range=None):
     height, width = _height_width(size)
     if height < 2 or width < 2:
         raise ValueError(f"size must be at least 2 pixels, got {size}")
-    low, high = radius_range or default_radius_range(height, width)
+    low, high = radius_range or defocus.default_radius_range(height, width)
     sources = [s for s in (_source(name) for name in SOURCE_NAMES) if s is not None]
     if sources:
         source = sources[rng.integers(len(sources))]
@@ -173,13 +110,10 @@ def synthetic_pair(rng, size, radius_range=None):
         source = _upscale_to_cover(source, height, width)
     sharp = _random_crop(rng, source, height, width).astype(np.float32)
     radius = rng.uniform(low, high)
-    blurred = disk_blur(sharp, radius)
-    soft = _soft_mask(rng, height, width, feather=radius / 2)
-    composite = soft[..., None] * blurred + (1.0 - soft[..., None]) * sharp
+    composite, mask = defocus.add_defocus(rng, sharp, np.zeros((height, width, 1)), radius)
     composite += rng.normal(0.0, rng.uniform(0.0, 3.0), composite.shape)
     image = np.clip(np.round(composite), 0, 255).astype(np.uint8)
-    mask = (soft >= 0.5).astype(np.float32)
-    return image, mask
+    return image, mask[..., 0]
 
 
 def _upscale_to_cover(source, height, width):

@@ -24,7 +24,8 @@ def build_model(config):
 
 def compile_model(model, config):
     losses, loss_weights = deep_supervision_losses(
-        model.defusion_config.num_steps, config.lambda_fused, config.lambda_side
+        model.defusion_config.num_steps, config.lambda_fused, config.lambda_side,
+        config.iou_weight,
     )
     model.compile(
         optimizer=build_optimizer(config),

@@ -9,6 +9,7 @@ from typing import Union
 
 from keras_defusion.data.augmentation import DEFAULT_RESIZE_METHODS
 from keras_defusion.data.augmentation import Photometric
+from keras_defusion.data.augmentation import SyntheticDefocus
 from keras_defusion.data.augmentation import check_resize_methods
 from keras_defusion.models.defusionnet.presets import MODEL_PRESETS
 
@@ -67,6 +68,9 @@ class TrainingConfig:
         lambda_fused: Eq. 6's weight of the fused map.
         lambda_side: Eq. 6's lambda_i^j: one weight for every side output, or
             a dict from output name ("step{j}_out{i}") to weight (others 1).
+        iou_weight: weight of a soft-IoU term added to every output's
+            cross-entropy (`keras_defusion.training.losses.BCEIoULoss`; 0,
+            Eq. 6 alone, by default).
         synthetic_steps: steps on synthetic defocus before the real data.
         val_fraction: share of the training pairs carved out for validation
             when no validation folder is given (0 for none).
@@ -80,6 +84,9 @@ class TrainingConfig:
         resize_methods: how training photos are downscaled, one drawn per
             photo (`keras_defusion.data.augmentation.RESIZE_METHODS`); all of them make
             the model independent of the resampling a runtime uses.
+        synthetic_defocus: share of the training crops given an extra
+            pillbox-blurred region, added to their masks
+            (`keras_defusion.data.SyntheticDefocus`; 0, off, by default).
         color_jitter, noise_stddev, jpeg_quality: photometric augmentation
             of the training crops (`keras_defusion.data.Photometric`; off by
             default, as in the paper).
@@ -113,6 +120,7 @@ class TrainingConfig:
     clipnorm: Optional[float] = None
     lambda_fused: float = 1.0
     lambda_side: Union[float, dict] = 1.0
+    iou_weight: float = 0.0
     synthetic_steps: int = 0
     val_fraction: float = 0.0
     val_size: Optional[int] = None
@@ -121,6 +129,7 @@ class TrainingConfig:
     scale_range: tuple = (1.0, 1.25)
     flip: bool = True
     resize_methods: tuple = DEFAULT_RESIZE_METHODS
+    synthetic_defocus: float = 0.0
     color_jitter: float = 0.0
     noise_stddev: float = 0.0
     jpeg_quality: Optional[int] = None
@@ -133,6 +142,7 @@ class TrainingConfig:
         self.scale_range = tuple(self.scale_range)
         self.resize_methods = check_resize_methods(self.resize_methods)
         _ = self.photometric  # Photometric validates the three fields
+        _ = self.synthetic_defocus_augmentation
         if self.model_preset not in MODEL_PRESETS:
             raise ValueError(
                 f"unknown model preset {self.model_preset!r}; choose from "
@@ -168,6 +178,8 @@ class TrainingConfig:
             self.learning_rate = self.summed_learning_rate * pixels
         if self.summed_weight_decay is not None:
             self.weight_decay = self.summed_weight_decay / pixels
+        if not 0 <= self.iou_weight <= 10:
+            raise ValueError(f"iou_weight (--iou-weight) must be in [0, 10], got {self.iou_weight}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError("val_fraction must be in [0, 1)")
 
@@ -175,6 +187,11 @@ class TrainingConfig:
     def photometric(self):
         """The photometric augmentation, a `keras_defusion.data.Photometric`."""
         return Photometric(self.color_jitter, self.noise_stddev, self.jpeg_quality)
+
+    @property
+    def synthetic_defocus_augmentation(self):
+        """The synthetic defocus of training crops, a `keras_defusion.data.SyntheticDefocus`."""
+        return SyntheticDefocus(self.synthetic_defocus)
 
     def to_dict(self):
         values = dataclasses.asdict(self)

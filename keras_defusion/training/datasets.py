@@ -49,6 +49,7 @@ def build_datasets(config, data_dir, val_dir=None, per_worker=None):
         scale_range=config.scale_range,
         flip=config.flip,
         resize_methods=config.resize_methods,
+        synthetic_defocus=config.synthetic_defocus_augmentation,
         photometric=config.photometric,
     )
     train = data_lib.make_dataset(

@@ -41,12 +41,13 @@ from keras_defusion.training.run_folder import write_record
 from keras_defusion.training.schedules import build_optimizer
 
 
-def _per_example_loss(masks, outputs, loss_weights):
-    """Eq. 6 per example: weighted sum over outputs of the mean pixel BCE."""
+def _per_example_loss(masks, outputs, losses, loss_weights):
+    """Eq. 6 per example: weighted sum over outputs of each output's loss,
+    averaged over the pixels where it is per pixel (cross-entropy)."""
     total = 0.0
     for name, weight in loss_weights.items():
-        pixel_bce = keras.losses.binary_crossentropy(masks, outputs[name])  # [B, H, W]
-        total += weight * tf.reduce_mean(pixel_bce, axis=[1, 2])
+        loss = losses[name].call(masks, outputs[name])  # [B, H, W] or [B]
+        total += weight * tf.reduce_mean(tf.reshape(loss, [tf.shape(loss)[0], -1]), axis=1)
     return total
 
 
@@ -95,8 +96,9 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
             # do not underflow; apply_gradients unscales them.
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
-    _, loss_weights = deep_supervision_losses(
-        model.defusion_config.num_steps, config.lambda_fused, config.lambda_side
+    losses, loss_weights = deep_supervision_losses(
+        model.defusion_config.num_steps, config.lambda_fused, config.lambda_side,
+        config.iou_weight,
     )
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
@@ -132,7 +134,7 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
         def step_fn(images, masks):
             with tf.GradientTape() as tape:
                 outputs = model(images, training=True)
-                per_example = _per_example_loss(masks, outputs, loss_weights)
+                per_example = _per_example_loss(masks, outputs, losses, loss_weights)
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
                 scaled = optimizer.scale_loss(loss) if config.mixed_precision else loss
             gradients = tape.gradient(scaled, model.trainable_variables)
