@@ -433,7 +433,10 @@ def test_two_local_workers_train_together(synthetic_dir, tmp_path):
     code = f"""
         from tests.test_training import tiny_config
         from keras_defusion.training import train
-        result = train.train(tiny_config(), {str(synthetic_dir)!r}, {str(out)!r}, verbose=0)
+        # The optional loss term and augmentation ride along (the default
+        # path runs under multi_worker in tests/test_gpu_path.py).
+        config = tiny_config(iou_weight=1.0, synthetic_defocus=0.5)
+        result = train.train(config, {str(synthetic_dir)!r}, {str(out)!r}, verbose=0)
         print("STEPS", result.steps_done, "MODEL", result.final_model)
     """
     workers = [

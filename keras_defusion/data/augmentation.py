@@ -238,9 +238,10 @@ def _make_augment(size, max_rotation, scale_range, flip, rotation_border, resize
     sampling); then the mask is re-binarised at 0.5, `synthetic_defocus`
     may blur a new region and add it to the mask, and `photometric` changes
     the photo (each draws from its own seed, so turning one on leaves the
-    geometry of every crop, and the other's draws, as they were). With `rotation_border="crop"` the
-    window stays inside the rotated photo (n is raised as far as needed, so large angles zoom in);
-    with `"reflect"` the corners are filled by reflection.
+    geometry of every crop, and the other's draws, as they were). With
+    `rotation_border="crop"` the window stays inside the rotated photo (n is
+    raised as far as needed, so large angles zoom in); with `"reflect"` the
+    corners are filled by reflection.
     """
     max_angle = math.radians(max_rotation)
     scale_low, scale_high = scale_range

@@ -96,7 +96,7 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
             # do not underflow; apply_gradients unscales them.
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
-    losses, loss_weights = deep_supervision_losses(
+    output_losses, loss_weights = deep_supervision_losses(
         model.defusion_config.num_steps, config.lambda_fused, config.lambda_side,
         config.iou_weight,
     )
@@ -134,7 +134,7 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
         def step_fn(images, masks):
             with tf.GradientTape() as tape:
                 outputs = model(images, training=True)
-                per_example = _per_example_loss(masks, outputs, losses, loss_weights)
+                per_example = _per_example_loss(masks, outputs, output_losses, loss_weights)
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
                 scaled = optimizer.scale_loss(loss) if config.mixed_precision else loss
             gradients = tape.gradient(scaled, model.trainable_variables)
@@ -144,8 +144,8 @@ def train_multi_worker(config, data_dir, out_dir, val_dir, strategy, resume=Fals
             return loss
 
         images, masks = next(iterator)
-        losses = strategy.run(step_fn, args=(images, masks))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+        replica_losses = strategy.run(step_fn, args=(images, masks))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, replica_losses, axis=None)
 
     @tf.function
     def predict_fused(images):
