@@ -35,6 +35,7 @@ from keras_defusion.models.defusionnet.config import output_names
 from keras_defusion.models.defusionnet.model import DeFusionNet
 from keras_defusion.models.defusionnet.presets import MODEL_PRESETS
 from keras_defusion.models.defusionnet.presets import get_model_config
+from keras_defusion.models.ensemble import DeFusionEnsemble
 from keras_defusion.models.pretrained import DEFAULT_MODEL
 from keras_defusion.training.losses import BCEIoULoss
 from keras_defusion.training.schedules import WarmupSchedule

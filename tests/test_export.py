@@ -431,7 +431,7 @@ def test_shipped_model_loads_by_name_for_export():
     if not pretrained.available_models():
         pytest.skip("no shipped model in this checkout")
     model = export_lib.load_model_file(pretrained.DEFAULT_MODEL)
-    assert model.defusion_config == pretrained.load_pretrained().defusion_config
+    assert model.get_config() == pretrained.load_pretrained().get_config()
 
 
 def test_max_pixels_is_configurable_and_recorded(model, tmp_path):

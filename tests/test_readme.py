@@ -351,6 +351,10 @@ CARD_SKIPPED = {
     r"runs/(photo|plain)-ft": "needs the issue-15 fine-tunes of defusionnet-scratch-cuhk-320; "
                               "tests/test_benchmarks.py and tests/test_average.py "
                               "run the tools on tiny models",
+    r"training\.ensemble --models runs/": "combines the issue-15 runs' models; "
+                                           "tests/test_ensemble.py runs it on tiny models",
+    r"--model runs/ensembles/": "packages or scores the issue-15 ensemble; "
+                                "tests/test_ensemble.py runs the tools on tiny models",
     # The phone card's training, size choice and packaging are the README's
     # "The shipped model" commands, run scaled above.
     r"--preset phone|--run runs/phone": "the README's phone commands, run scaled above",

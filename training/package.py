@@ -8,7 +8,8 @@ Writes `keras_defusion/assets/<name>/`: config.json and float16 weights (what
 `model_int8.tflite` with its JSON sidecar, and the run's training config,
 history and curve, so the shipped model carries how it was made. A weight
 average (`python -m training.average`) ships without `--run`, with its list
-of ingredients as `average.json`:
+of ingredients as `average.json`, an ensemble (`python -m training.ensemble`)
+with its members as `ensemble.json`:
 
     python -m training.package --model runs/soups/soup.keras --name NAME \
         --calibration ../shared/data/CUHK/train/images
@@ -28,6 +29,7 @@ RUN_FILES = {"config.json": "training_config.json", "history.json": "history.jso
 SIZE_LIMIT_BYTES = 50 * 1024 * 1024
 MODEL_CARD = "MODEL_CARD.md"
 AVERAGE_FILE = "average.json"
+ENSEMBLE_FILE = "ensemble.json"
 
 
 def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
@@ -36,12 +38,13 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
 
     Args:
         run_dir: a training run folder, or None to ship `model_file` alone
-            (a weight average, say).
+            (a weight average or an ensemble, say).
         name: a name registered in `keras_defusion.models.pretrained.PRETRAINED_MODELS`.
         calibration: folder of real photos for the int8 TFLite export.
         model_file: the `.keras` file to ship (default: the run's best
             checkpoint by validation MAE, else `final.keras`). Its sidecar
-            from `training.average`, if any, ships as `average.json`.
+            from `training.average` or `training.ensemble`, if any, ships
+            as `average.json` or `ensemble.json`.
         assets_root: where to write (default: the package's assets folder).
         num_calibration: at most this many calibration photos.
         inference_size: the size detect and the TFLite file use (default:
@@ -58,6 +61,7 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
     import keras
 
     from keras_defusion import export as export_lib
+    from keras_defusion.models.ensemble import DeFusionEnsemble
     from keras_defusion.training.average import average_sidecar_path
     from keras_defusion.training.run_folder import float32_copy
 
@@ -91,7 +95,8 @@ def package_run(run_dir, name, calibration, model_file=None, assets_root=None,
                 shutil.copyfile(os.path.join(run_dir, source), staging / target)
         sources = average_sidecar_path(model_file)
         if os.path.exists(sources):
-            shutil.copyfile(sources, staging / AVERAGE_FILE)
+            shutil.copyfile(sources, staging / (
+                ENSEMBLE_FILE if isinstance(model, DeFusionEnsemble) else AVERAGE_FILE))
         card = directory / MODEL_CARD
         if card.exists():  # written by hand; kept across re-packaging
             shutil.copyfile(card, staging / MODEL_CARD)

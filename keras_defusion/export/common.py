@@ -8,13 +8,17 @@ from keras_defusion.version import __version__
 MODEL_NAME = "defusionnet"
 
 
-def _check_defusion_model(model):
-    if not (hasattr(model, "defusion_config") and hasattr(model, "inference_model")):
-        raise TypeError(
-            "expected a keras_defusion.DeFusionNet (with `defusion_config` and "
-            f"`inference_model()`), got {type(model).__name__}"
-        )
-    return model.defusion_config
+def _exported_config(model):
+    """What an export records about the network (a JSON-able dict)."""
+    if hasattr(model, "inference_model"):
+        if hasattr(model, "defusion_config"):
+            return model.defusion_config.to_dict()
+        if hasattr(model, "members_config"):  # a DeFusionEnsemble
+            return model.members_config()
+    raise TypeError(
+        "expected a keras_defusion.DeFusionNet or DeFusionEnsemble (with "
+        f"`inference_model()`), got {type(model).__name__}"
+    )
 
 
 def serving_model(model):
@@ -23,12 +27,12 @@ def serving_model(model):
     It shares the DeFusionNet's weights (no copy).
 
     Args:
-        model: a `keras_defusion.DeFusionNet`.
+        model: a `keras_defusion.DeFusionNet` or `DeFusionEnsemble`.
 
     Returns:
         A `keras.Model`: RGB 0..255 [N, H, W, 3] -> blur probability [N, H, W, 1].
     """
-    _check_defusion_model(model)
+    _exported_config(model)
     return model.inference_model()
 
 
@@ -39,7 +43,7 @@ def _tf_variables(keras_model):
 
 def model_metadata(model, **extra):
     """The facts an exported file records about its model (a JSON-able dict)."""
-    config = _check_defusion_model(model)
+    config = _exported_config(model)
     return {
         "model_name": MODEL_NAME,
         "keras_defusion_version": __version__,
@@ -47,6 +51,6 @@ def model_metadata(model, **extra):
         "inference_size": model_inference_size(model),
         "input": "RGB 0..255; " + NORMALIZATION,
         "output": OUTPUT_MEANING,
-        "config": config.to_dict(),
+        "config": config,
         **extra,
     }

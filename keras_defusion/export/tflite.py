@@ -21,7 +21,7 @@ import numpy as np
 from keras_defusion.errors import DataWarning
 from keras_defusion.errors import ExportError
 from keras_defusion.errors import ImageReadError
-from keras_defusion.export.common import _check_defusion_model
+from keras_defusion.export.common import _exported_config
 from keras_defusion.export.common import model_metadata
 from keras_defusion.export.flatbuffer import check_builtin_ops
 from keras_defusion.export.flatbuffer import requantizing_data_ops
@@ -258,7 +258,7 @@ def export_tflite(
         ExportError: conversion needs a non-builtin op, or no usable photo.
     """
     mode = parse_tflite_mode(mode)
-    _check_defusion_model(model)
+    _exported_config(model)  # raises TypeError for other models
     inference_size = inference_size or image_size
     size = check_inference_size(inference_size) if inference_size else model_inference_size(model)
     if io_dtype not in IO_DTYPES:

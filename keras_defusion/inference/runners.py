@@ -117,10 +117,10 @@ class _KerasRunner:
             )
         # The fused map alone skips the earlier steps' side maps.
         fused_model = None
-        if len(self.output_names) == 1:
-            fused_model = model
-        elif hasattr(model, "inference_model"):
+        if hasattr(model, "inference_model"):
             fused_model = model.inference_model()
+        elif len(self.output_names) == 1 and not isinstance(structure, dict):
+            fused_model = model
         self._call_all = tf.function(
             lambda x: model(x, training=False), reduce_retracing=True
         )

@@ -1,4 +1,5 @@
-"""Loading a trained DeFusionNet from a `.keras` file or a shipped model."""
+"""Loading a trained DeFusionNet (or an ensemble of them) from a `.keras` file
+or a shipped model."""
 
 import os
 
@@ -6,7 +7,8 @@ from keras_defusion.errors import ModelLoadError
 
 
 def load_model_file(path):
-    """Loads a DeFusionNet from a `.keras` file (as training writes it).
+    """Loads a DeFusionNet from a `.keras` file (as training writes it), or a
+    `DeFusionEnsemble` (as `python -m training.ensemble` writes it).
 
     A shipped model's name (e.g. "defusionnet-scratch-cuhk") or folder works
     too, so the shipped model can be exported like a trained one.
@@ -30,7 +32,7 @@ def load_model_file(path):
         raise ModelLoadError(f"{path}: expected a .keras file saved from keras_defusion.DeFusionNet")
     import keras
 
-    import keras_defusion  # noqa: F401 (registers the classes for loading)
+    import keras_defusion  # (also registers the classes for loading)
 
     try:
         model = keras.saving.load_model(path)
@@ -38,7 +40,7 @@ def load_model_file(path):
         raise ModelLoadError(
             f"{path}: cannot load this .keras file ({type(error).__name__}: {error})"
         ) from None
-    if not hasattr(model, "defusion_config"):
+    if not isinstance(model, (keras_defusion.DeFusionNet, keras_defusion.DeFusionEnsemble)):
         raise ModelLoadError(
             f"{path}: holds a {type(model).__name__}, not a keras_defusion.DeFusionNet"
         )

@@ -39,6 +39,11 @@ PRETRAINED_MODELS = {
     model.name: model
     for model in (
         PretrainedModel(
+            "defusionnet-cuhk-ensemble",
+            "an output ensemble of defusionnet-scratch-cuhk-soup's network (VGG16-BN) "
+            "and a MobileNetV2 DeFusionNet, both trained on CUHK, runs at 320 px",
+        ),
+        PretrainedModel(
             "defusionnet-scratch-cuhk-soup",
             "DeFusionNet, scratch preset (VGG16-BN, no ImageNet): the weight average "
             "of defusionnet-scratch-cuhk-320 and two fine-tunes of it, runs at 320 px",
@@ -58,7 +63,7 @@ PRETRAINED_MODELS = {
         ),
     )
 }
-DEFAULT_MODEL = "defusionnet-scratch-cuhk-soup"
+DEFAULT_MODEL = "defusionnet-cuhk-ensemble"
 
 
 def default_assets_root():
@@ -99,7 +104,7 @@ def save_pretrained(model, directory):
     """Writes `model` in the shipped form: config.json + float16 weights.
 
     Args:
-        model: a `keras_defusion.DeFusionNet`.
+        model: a `keras_defusion.DeFusionNet` or `DeFusionEnsemble`.
         directory: the folder to write (created if needed); existing files of
             the form are replaced atomically.
 
@@ -108,12 +113,10 @@ def save_pretrained(model, directory):
     """
     import h5py
 
-    from keras_defusion.models.defusionnet.model import DeFusionNet
-
-    if not isinstance(model, DeFusionNet):
+    if not isinstance(model, _model_classes()):
         raise TypeError(
-            f"save_pretrained needs a keras_defusion.DeFusionNet, got "
-            f"{type(model).__name__}"
+            f"save_pretrained needs a keras_defusion.DeFusionNet or DeFusionEnsemble, "
+            f"got {type(model).__name__}"
         )
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -150,22 +153,29 @@ def _copy_h5_as_float16(src, dst):
             _copy_h5_as_float16(item, dst.create_group(key))
 
 
+def _model_classes():
+    from keras_defusion.models.defusionnet.model import DeFusionNet
+    from keras_defusion.models.ensemble import DeFusionEnsemble
+
+    return DeFusionNet, DeFusionEnsemble
+
+
 def load_pretrained_dir(directory):
-    """Builds a `DeFusionNet` from a folder in the shipped form.
+    """Builds a `DeFusionNet` (or a `DeFusionEnsemble`, whose config lists
+    `members`) from a folder in the shipped form.
 
     Raises:
         PretrainedModelMissing: a file of the form is missing.
         ValueError: the config does not describe a DeFusionNet.
     """
-    from keras_defusion.models.defusionnet.model import DeFusionNet
-
+    network, ensemble = _model_classes()
     directory = pathlib.Path(directory)
     for file_name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (directory / file_name).is_file():
             raise PretrainedModelMissing(f"{directory / file_name}: no such file")
     try:
         config = json.loads((directory / CONFIG_FILE).read_text())
-        model = DeFusionNet.from_config(config)
+        model = (ensemble if "members" in config else network).from_config(config)
     except (ValueError, TypeError) as e:
         raise ValueError(f"{directory / CONFIG_FILE}: not a DeFusionNet config ({e})") from e
     # Keras casts the float16 values to the float32 variables on assignment.

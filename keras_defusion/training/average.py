@@ -60,7 +60,12 @@ def average_weights(sources, out_path):
     if not out_path.endswith(".keras"):
         raise ValueError(f"{out_path}: the averaged model is written as a .keras file; "
                          "end the name with .keras")
-    models = [float32_copy(load_model_file(source)) for source in sources]
+    models = [load_model_file(source) for source in sources]
+    for source, model in zip(sources, models):
+        if not isinstance(model, DeFusionNet):
+            raise ValueError(f"{source}: a {type(model).__name__} does not average; "
+                             "average DeFusionNets, then ensemble the average")
+    models = [float32_copy(model) for model in models]
     reference = network_config(models[0])
     for source, model in zip(sources[1:], models[1:]):
         network = network_config(model)

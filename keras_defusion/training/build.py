@@ -3,6 +3,7 @@
 from keras_defusion.evaluation import metrics as metrics_lib
 from keras_defusion.models.defusionnet.config import FUSED
 from keras_defusion.models.defusionnet.model import DeFusionNet
+from keras_defusion.errors import ModelLoadError
 from keras_defusion.models.loading import load_model_file
 from keras_defusion.training.losses import deep_supervision_losses
 from keras_defusion.training.schedules import build_optimizer
@@ -18,6 +19,10 @@ def build_model(config):
     )
     if config.init_model:
         source = load_model_file(config.init_model)
+        if not isinstance(source, DeFusionNet):
+            raise ModelLoadError(
+                f"{config.init_model}: a {type(source).__name__} cannot start a training "
+                "run; start from one of its members instead")
         model.set_weights(source.get_weights())
     return model
 

@@ -18,6 +18,17 @@ from keras_defusion.models.defusionnet.presets import PRESET_INFERENCE_SIZES
 from keras_defusion.models.defusionnet.presets import get_model_config
 
 
+def saved_metadata(model):
+    """The config entries a keras-defusion model saves besides its network:
+    its inference size and `keras.Model`'s name, dtype policy and trainable."""
+    return {
+        "inference_size": model.inference_size,
+        "name": model.name,
+        "dtype": keras.dtype_policies.serialize(model.dtype_policy),
+        "trainable": model.trainable,
+    }
+
+
 @keras.saving.register_keras_serializable(package="keras_defusion")
 class DeFusionNet(keras.Model):
     """DeFusionNet for defocus blur detection: the training model.
@@ -155,10 +166,7 @@ class DeFusionNet(keras.Model):
             "preset": self.preset,
             "backbone_weights": None,
             **self.defusion_config.to_dict(),
-            "inference_size": self.inference_size,
-            "name": self.name,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-            "trainable": self.trainable,
+            **saved_metadata(self),
         }
 
     @classmethod
