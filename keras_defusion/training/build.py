@@ -11,18 +11,20 @@ from keras_defusion.training.schedules import build_optimizer
 
 def build_model(config):
     """The `DeFusionNet` a `TrainingConfig` describes, with initial weights."""
+    source = None
+    if config.init_model:  # loaded first: a bad file fails before any building
+        source = load_model_file(config.init_model)
+        if not isinstance(source, DeFusionNet):
+            raise ModelLoadError(
+                f"{config.init_model}: a {type(source).__name__} cannot start a training "
+                "run; start from one of its members instead")
     model = DeFusionNet(
         config.model_preset,
         backbone_weights=None if config.init_model else config.backbone_weights,
         inference_size=config.image_size,
         **config.model_overrides,
     )
-    if config.init_model:
-        source = load_model_file(config.init_model)
-        if not isinstance(source, DeFusionNet):
-            raise ModelLoadError(
-                f"{config.init_model}: a {type(source).__name__} cannot start a training "
-                "run; start from one of its members instead")
+    if source is not None:
         model.set_weights(source.get_weights())
     return model
 
