@@ -508,6 +508,79 @@ def test_dataset_from_arrays_rejects_bad_arrays():
 
 
 # --------------------------------------------------------------------------
+# A teacher's maps as soft targets
+
+
+def _teacher_batches(photos, masks, teachers=None, weight=0.5):
+    dataset = data.dataset_from_arrays(
+        photos, masks, 24, 6, training=True, seed=4, max_rotation=15,
+        scale_range=(0.8, 1.3), teachers=teachers, teacher_weight=weight)
+    return [[t.numpy() for t in batch] for batch in dataset.take(2)]
+
+
+def test_teacher_maps_blend_into_the_targets_and_follow_the_crop():
+    photos, masks = _mask_photos()
+    plain = _teacher_batches(photos, masks)
+    # A constant map: every target is exactly (1 - w) * mask + w * value.
+    constant = [np.full(m.shape, 153, np.uint8) for m in masks]
+    for (images, targets), (same_images, plain_masks) in zip(
+            _teacher_batches(photos, masks, constant, weight=0.25), plain):
+        np.testing.assert_array_equal(images, same_images)  # the same crops
+        np.testing.assert_allclose(targets, 0.75 * plain_masks + 0.25 * 0.6, atol=1e-6)
+    # The mask's inverse at half weight. Where the map is warped as the mask
+    # is, its value is 1 - s where the mask's is s before re-binarising, so
+    # the target, 0.5 * [s >= 0.5] + 0.5 * (1 - s), stays within 0.25 of 0.5;
+    # a map cropped, rotated or mirrored otherwise would give 0 or 1.
+    inverse = [(255 - 255 * m).astype(np.uint8) for m in masks]
+    for images, targets in _teacher_batches(photos, masks, inverse, weight=0.5):
+        assert np.abs(targets - 0.5).max() <= 0.25 + 1e-5
+        assert (np.abs(targets - 0.5) < 1e-5).mean() > 0.6
+
+
+def test_teacher_maps_come_from_a_folder_by_stem(tmp_path):
+    masks = _cuhk_folder(tmp_path / "train")
+    pairs = data.find_pairs(tmp_path / "train")
+    maps = tmp_path / "teacher" / "maps"  # as `keras-defusion detect --out teacher` writes
+    _save(maps / "img0.png", (masks["img0"] * 255).astype(np.uint8))
+    _save(maps / "img1.png", np.zeros((10, 20), np.uint8))
+
+    def build(folder, **kwargs):
+        kwargs.setdefault("training", True)
+        return data.make_dataset(pairs, 16, 3, seed=0, teacher_maps=folder, **kwargs)
+
+    with pytest.raises(data.DataError) as caught:
+        build(tmp_path / "teacher")
+    message = str(caught.value)
+    assert "img2.png: no teacher map named img2.*" in message
+    assert "img1.png: 20 x 10 px, but its photo" in message and "is 40 x 30" in message
+    with pytest.raises(data.DataError, match="no such folder of teacher maps"):
+        build(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="training=True and cache=True"):
+        build(maps, training=False)
+    _save(maps / "img1.png", (masks["img1"] * 255).astype(np.uint8))
+    _save(maps / "img2.png", (masks["img2"] * 255).astype(np.uint8))
+    for folder in (tmp_path / "teacher", maps):
+        images, targets = next(iter(build(folder, teacher_weight=1.0)))
+        assert images.shape == (3, 16, 16, 3) and targets.shape == (3, 16, 16, 1)
+        assert targets.numpy().std() > 0.1  # the maps are the masks: not a flat target
+
+
+def test_teacher_arrays_are_checked():
+    photos, masks = _mask_photos(count=2)
+    teachers = [(m * 255).astype(np.uint8) for m in masks]
+    with pytest.raises(ValueError, match="evaluation keeps the masks"):
+        data.dataset_from_arrays(photos, masks, 16, 1, training=False, teachers=teachers)
+    with pytest.raises(ValueError, match=r"teacher_weight must be in \(0, 1\], got 0"):
+        data.dataset_from_arrays(photos, masks, 16, 1, training=True, teachers=teachers,
+                                 teacher_weight=0)
+    with pytest.raises(ValueError, match="got 1 maps for 2 images"):
+        data.dataset_from_arrays(photos, masks, 16, 1, training=True, teachers=teachers[:1])
+    with pytest.raises(ValueError, match=r"pair 0: teacher map float64"):
+        data.dataset_from_arrays(photos, masks, 16, 1, training=True,
+                                 teachers=[m.astype(float) for m in masks])
+
+
+# --------------------------------------------------------------------------
 # The real benchmark
 
 

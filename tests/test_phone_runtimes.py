@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from keras_defusion import DeFusionEnsemble
 from keras_defusion import export as export_lib
 from keras_defusion.export import litert as runtimes
 from keras_defusion.inference.detector import load_detector
 from keras_defusion.io import images as image_io
 from keras_defusion.models import pretrained
-from keras_defusion.training.average import network_config
+from keras_defusion.models.defusionnet.model import network_config
 from tests import harness
 from tests.conftest import TINY_TFLITE_SIZE
 from tests.harness import calibration_set
@@ -114,22 +115,29 @@ def test_phone_preset_int8_is_phone_ready_by_construction(tmp_path):
 
 def _shipped_gpu_files(tmp_path_factory):
     """Every shipped model's int8 file, and float32 and float16 exports of
-    each network once (the default model first): two scratch models that
-    differ only in weights and size give the same ops, and each one's int8
-    file still runs at its own size."""
+    each network once: two scratch models that differ only in weights and
+    size give the same ops, and each one's int8 file still runs at its own
+    size. An ensemble adds only a weighted sum to its members' networks, so
+    its float exports are left out once every member's network is in."""
     folder = tmp_path_factory.mktemp("shipped_gpu")
     files = {}
     networks = set()
-    default_first = sorted(pretrained.available_models(),
-                           key=lambda name: name != pretrained.DEFAULT_MODEL)
-    for name in default_first:
-        directory = pretrained.pretrained_dir(name)
-        files[(name, "int8")] = str(directory / pretrained.INT8_TFLITE_FILE)
-        model = pretrained.load_pretrained(name)
-        network = json.dumps(network_config(model), sort_keys=True)
-        if network in networks:
+
+    def key(config):
+        return json.dumps(config, sort_keys=True)
+
+    models = {name: pretrained.load_pretrained(name) for name in pretrained.available_models()}
+    # Single networks first, then ensembles.
+    for name in sorted(models, key=lambda name: isinstance(models[name], DeFusionEnsemble)):
+        model = models[name]
+        files[(name, "int8")] = str(pretrained.pretrained_dir(name) / pretrained.INT8_TFLITE_FILE)
+        if isinstance(model, DeFusionEnsemble):
+            keys = {key(member) for member in model.members_config()["members"]}
+        else:
+            keys = {key(network_config(model.get_config()))}
+        if keys <= networks:
             continue
-        networks.add(network)
+        networks |= keys
         for mode in FLOAT_MODES:
             files[(name, mode)] = export_lib.export_tflite(
                 model, folder / f"{name}-{mode}.tflite", mode, metadata=False)

@@ -12,6 +12,7 @@ import pytest
 from keras_defusion import data as data_lib
 from keras_defusion.data import synthetic
 from keras_defusion.errors import DataError
+from keras_defusion.io import images as image_io
 from keras_defusion.training.losses import BCEIoULoss
 from keras_defusion.training.losses import deep_supervision_losses
 from tests.conftest import REPO_ROOT
@@ -180,13 +181,15 @@ def test_cli_arguments_map_to_config():
          "normalization=group", "--lambda-fused", "2", "--lambda-side",
          '{"step1_out1": 0.5}', "--deterministic", "--val-size", "384",
          "--color-jitter", "0.2", "--noise-stddev", "4", "--jpeg-quality", "60",
-         "--synthetic-defocus", "0.3", "--iou-weight", "0.5"])
+         "--synthetic-defocus", "0.3", "--iou-weight", "0.5", "--teacher-maps", "t",
+         "--teacher-weight", "0.3"])
     config = train_cli.config_from_args(args)
     assert config.deterministic and config.val_size == 384
     assert config.photometric == data_lib.Photometric(0.2, 4.0, 60)
     assert train_cli.config_from_args(args).to_dict()["jpeg_quality"] == 60
     assert config.synthetic_defocus_augmentation == data_lib.SyntheticDefocus(0.3)
     assert config.iou_weight == 0.5
+    assert config.teacher_maps == "t" and config.teacher_weight == 0.3
     assert config.lambda_fused == 2.0 and config.lambda_side == {"step1_out1": 0.5}
     assert config.batch_size == 8 and config.backbone_weights is None
     assert config.model_overrides == {"num_steps": 2, "normalization": "group"}
@@ -290,6 +293,29 @@ def test_augmentation_options_reach_the_training_crops(synthetic_dir):
     assert (grown >= masks).all() and grown.sum() > masks.sum()
     with pytest.raises(ValueError, match="--jpeg-quality"):
         tiny_config(jpeg_quality=101)
+
+
+def test_teacher_maps_reach_the_training_targets_only(synthetic_dir, tmp_path):
+    """A teacher that maps each photo to its mask's inverse, at full weight,
+    inverts the training targets; validation keeps the masks."""
+    from keras_defusion.training.datasets import build_datasets
+
+    (tmp_path / "maps").mkdir()
+    for pair in data_lib.find_pairs(synthetic_dir):
+        mask = image_io.load_mask(pair.mask_path)
+        image_io.save_png(tmp_path / "maps" / f"{pair.stem}.png",
+                          ((1 - mask) * 255).astype(np.uint8))
+    _, _, train, val = build_datasets(tiny_config(), synthetic_dir)
+    _, _, taught, taught_val = build_datasets(
+        tiny_config(teacher_maps=str(tmp_path), teacher_weight=1.0), synthetic_dir)
+    (images, masks), (same_images, inverted) = (
+        [t.numpy() for t in next(iter(dataset))] for dataset in (train, taught))
+    np.testing.assert_array_equal(images, same_images)
+    assert np.abs(inverted - (1 - masks)).mean() < 0.05
+    for (_, val_masks), (_, same_val_masks) in zip(val, taught_val):
+        np.testing.assert_array_equal(val_masks.numpy(), same_val_masks.numpy())
+    with pytest.raises(ValueError, match=r"--teacher-weight\) must be in \(0, 1\]"):
+        tiny_config(teacher_weight=1.5)
 
 
 def test_validation_runs_at_val_size(synthetic_dir, tmp_path):

@@ -62,6 +62,13 @@ def add_arguments(parser):
     parser.add_argument("--jpeg-quality", type=int, metavar="Q",
                         help="re-encode each training crop as a JPEG of quality drawn in "
                         "[Q, 100] (default: not re-encoded)")
+    parser.add_argument("--teacher-maps", metavar="DIR",
+                        help="distil a teacher: its maps of the training photos (from "
+                        "`keras-defusion detect TRAIN/images --model TEACHER --out DIR`) "
+                        "blended into the training targets (default: the masks alone)")
+    parser.add_argument("--teacher-weight", type=float, metavar="W",
+                        help="the teacher map's share of each target, in (0, 1] "
+                        "(default 0.5)")
     parser.add_argument("--steps-per-epoch", type=int,
                         help="steps between validations, checkpoints and log rows")
     parser.add_argument("--synthetic-steps", type=int, help="synthetic-defocus warm-up steps")
@@ -137,6 +144,8 @@ def cli_overrides(args):
             "color_jitter": args.color_jitter,
             "noise_stddev": args.noise_stddev,
             "jpeg_quality": args.jpeg_quality,
+            "teacher_maps": args.teacher_maps,
+            "teacher_weight": args.teacher_weight,
             "steps_per_epoch": args.steps_per_epoch,
             "synthetic_steps": args.synthetic_steps,
             "val_fraction": args.val_fraction,

@@ -189,10 +189,19 @@ def _resize_square(stacked, side):
 
 
 def _finish(stacked):
-    """Clips RGB to 0..255 and re-binarises the mask channel at 0.5."""
+    """Clips RGB to 0..255 and re-binarises the mask channel at 0.5 (a
+    teacher's map, a fifth channel, stays soft)."""
     image = tf.clip_by_value(stacked[..., :3], 0.0, 255.0)
-    mask = tf.cast(stacked[..., 3:] >= 0.5, tf.float32)
-    return tf.concat([image, mask], axis=-1)
+    mask = tf.cast(stacked[..., 3:4] >= 0.5, tf.float32)
+    return tf.concat([image, mask, stacked[..., 4:]], axis=-1)
+
+
+def _blend_teacher(targets, teacher_weight):
+    """[S, S, 2] (mask, teacher map) -> (1 - w) * mask + w * map, [S, S, 1]."""
+    if teacher_weight is None:
+        return targets
+    blended = (1.0 - teacher_weight) * targets[..., :1] + teacher_weight * targets[..., 1:2]
+    return tf.clip_by_value(blended, 0.0, 1.0)
 
 
 def _split(stacked):
@@ -227,11 +236,12 @@ def _resize_random(stacked, side, methods, seed):
 
 
 def _make_augment(size, max_rotation, scale_range, flip, rotation_border, resize_methods,
-                  synthetic_defocus, photometric):
+                  synthetic_defocus, photometric, teacher_weight=None):
     """Builds the per-element training transform (see `make_dataset`).
 
-    Photo and mask travel as one [H, W, 4] tensor, so every geometric step is
-    the same for both. Steps: one resize of the whole photo to a random square
+    Photo and mask travel as one [H, W, 4] tensor (5 with a teacher's map,
+    blended into the mask by `teacher_weight` after the geometry), so every
+    geometric step is the same for all. Steps: one resize of the whole photo to a random square
     side n = S * scale, by a method drawn from `resize_methods`; then a single
     projective warp that rotates by a random angle about the centre, takes an
     S x S window at a random integer offset and mirrors it (bilinear
@@ -305,8 +315,9 @@ def _make_augment(size, max_rotation, scale_range, flip, rotation_border, resize
             # "crop" never samples outside but for rounding at the very edge.
             fill_mode="NEAREST" if crop else "REFLECT",
         )[0]
-        warped.set_shape([size, size, 4])
-        image, mask = _split(_finish(warped))
+        warped.set_shape([size, size, stacked.shape[-1]])
+        image, targets = _split(_finish(warped))
+        mask = _blend_teacher(targets, teacher_weight)
         if synthetic_defocus.enabled:
             image, mask = apply_synthetic_defocus(
                 image, mask, synthetic_defocus,

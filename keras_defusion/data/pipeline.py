@@ -25,20 +25,9 @@ from keras_defusion.data.augmentation import check_resize_methods
 from keras_defusion.data.pairs import _load_pair
 from keras_defusion.data.pairs import load_pairs
 from keras_defusion.data.pairs import validate_pairs
+from keras_defusion.data.teacher import load_teacher_maps
 from keras_defusion.errors import DataError
 from keras_defusion.io import images as image_io
-
-
-# --------------------------------------------------------------------------
-# Discovery
-
-
-# --------------------------------------------------------------------------
-# Checks and loading
-
-
-# --------------------------------------------------------------------------
-# tf.data
 
 
 def make_dataset(
@@ -61,6 +50,8 @@ def make_dataset(
     repeat=None,
     drop_remainder=None,
     shard=None,
+    teacher_maps=None,
+    teacher_weight=0.5,
 ):
     """A `tf.data.Dataset` of `(images, masks)` batches from image/mask files.
 
@@ -116,6 +107,12 @@ def make_dataset(
         shard: `(num_shards, index)` to keep one worker's share of the
             elements (e.g. from a `tf.distribute.InputContext`), taken after
             the shuffle, which every worker repeats identically.
+        teacher_maps: a folder of a teacher model's maps of the photos
+            (`keras_defusion.data.teacher`; training with `cache` only): each
+            crop's target becomes `(1 - teacher_weight) * mask +
+            teacher_weight * map`, the map cropped with the photo. None: the
+            masks alone.
+        teacher_weight: the map's share of the target, in (0, 1].
 
     Returns:
         The dataset; see the module docstring for the element structure.
@@ -130,9 +127,17 @@ def make_dataset(
         photometric=photometric, repeat=repeat,
         drop_remainder=drop_remainder, shard=shard,
     )
+    if teacher_maps is not None and not (training and cache):
+        raise ValueError("teacher_maps are soft targets for training crops; they need "
+                         "training=True and cache=True")
     if cache:
         images, masks = load_pairs(pairs, polarity, num_threads)
-        return dataset_from_arrays(images, masks, image_size, batch_size, **options)
+        teachers = None
+        if teacher_maps is not None:
+            teachers = load_teacher_maps(pairs, teacher_maps,
+                                         [image.shape[:2] for image in images], num_threads)
+        return dataset_from_arrays(images, masks, image_size, batch_size, teachers=teachers,
+                                   teacher_weight=teacher_weight, **options)
     validate_pairs(pairs, decode=False, num_threads=num_threads)
 
     def fetch(index):
@@ -162,6 +167,8 @@ def dataset_from_arrays(
     repeat=None,
     drop_remainder=None,
     shard=None,
+    teachers=None,
+    teacher_weight=0.5,
 ):
     """A `tf.data.Dataset` like `make_dataset`'s, over arrays in memory.
 
@@ -173,8 +180,9 @@ def dataset_from_arrays(
         batch_size: batch size.
         training, seed, max_rotation, scale_range, flip, rotation_border,
         resize_methods, synthetic_defocus, photometric, repeat, drop_remainder,
-        shard: as in
-            `make_dataset`.
+        shard, teacher_weight: as in `make_dataset`.
+        teachers: a teacher's maps, uint8 [H, W] or [H, W, 1] with 255 =
+            blurred, each the size of its image (training only); None: none.
 
     Returns:
         The dataset.
@@ -196,10 +204,15 @@ def dataset_from_arrays(
         if mask.size and (mask.min() < 0 or mask.max() > 1):
             raise ValueError(f"pair {i}: mask values must be in {{0, 1}}")
     masks = [mask.astype(np.uint8).reshape(mask.shape[:2] + (1,)) for mask in masks]
+    if teachers is not None:
+        teachers = _check_teachers(teachers, images, training, teacher_weight)
 
     def fetch(index):
         index = int(index)
         return images[index], masks[index]
+
+    def fetch_teacher(index):
+        return teachers[int(index)]
 
     return _build_dataset(
         fetch, len(images), image_size, batch_size, training=training, seed=seed,
@@ -207,7 +220,28 @@ def dataset_from_arrays(
         rotation_border=rotation_border, resize_methods=resize_methods,
         synthetic_defocus=synthetic_defocus, photometric=photometric, repeat=repeat,
         drop_remainder=drop_remainder, shard=shard,
+        fetch_teacher=None if teachers is None else fetch_teacher,
+        teacher_weight=teacher_weight,
     )
+
+
+def _check_teachers(teachers, images, training, teacher_weight):
+    if not training:
+        raise ValueError("teachers are soft targets for training crops; "
+                         "evaluation keeps the masks")
+    if not 0 < teacher_weight <= 1:
+        raise ValueError(f"teacher_weight must be in (0, 1], got {teacher_weight}")
+    if len(teachers) != len(images):
+        raise ValueError(f"need a teacher map per image, got {len(teachers)} maps "
+                         f"for {len(images)} images")
+    checked = []
+    for i, (teacher, image) in enumerate(zip(teachers, images)):
+        teacher = np.asarray(teacher)
+        if teacher.dtype != np.uint8 or teacher.shape[:2] != image.shape[:2]:
+            raise ValueError(f"pair {i}: teacher map {teacher.dtype} {teacher.shape} does "
+                             f"not match image {image.shape} (uint8 [H, W])")
+        checked.append(teacher.reshape(teacher.shape[:2] + (1,)))
+    return checked
 
 
 def _build_dataset(
@@ -228,6 +262,8 @@ def _build_dataset(
     repeat,
     drop_remainder,
     shard,
+    fetch_teacher=None,
+    teacher_weight=0.5,
 ):
     """Index dataset -> `fetch` (numpy) -> augment or resize -> batches."""
     size = _check_positive_int(image_size, "image_size")
@@ -277,9 +313,12 @@ def _build_dataset(
         )
         image.set_shape([None, None, 3])
         mask.set_shape([None, None, 1])
-        return tf.concat(
-            [tf.cast(image, tf.float32), tf.cast(mask, tf.float32)], axis=-1
-        )
+        channels = [tf.cast(image, tf.float32), tf.cast(mask, tf.float32)]
+        if fetch_teacher is not None:
+            teacher = tf.numpy_function(fetch_teacher, [index], tf.uint8, stateful=False)
+            teacher.set_shape([None, None, 1])
+            channels.append(tf.cast(teacher, tf.float32) / 255.0)
+        return tf.concat(channels, axis=-1)
 
     indices = tf.data.Dataset.range(count)
     if training:
@@ -303,6 +342,7 @@ def _build_dataset(
         augment = _make_augment(
             size, max_rotation, (scale_low, scale_high), flip, rotation_border,
             resize_methods, synthetic_defocus, photometric,
+            None if fetch_teacher is None else float(teacher_weight),
         )
         dataset = dataset.map(
             lambda index, element_seed: augment(load(index), element_seed),

@@ -12,12 +12,10 @@ from keras import layers
 
 from keras_defusion.models.defusionnet.config import FUSED
 from keras_defusion.models.defusionnet.model import DeFusionNet
-from keras_defusion.models.defusionnet.model import saved_metadata
+from keras_defusion.models.defusionnet.model import network_config, saved_metadata
 
 # The fused map's logits at the input size: the layer before its sigmoid.
 _FUSED_LOGITS_LAYER = f"{FUSED}_crop"
-# Member config keys that describe how it was saved, not its network.
-_NOT_THE_NETWORK = ("name", "dtype", "trainable", "backbone_weights", "inference_size")
 
 
 @keras.saving.register_keras_serializable(package="keras_defusion")
@@ -120,8 +118,7 @@ class DeFusionEnsemble(keras.Model):
 
     def members_config(self):
         """What exports record about the network: the members and their weights."""
-        return {"members": [{key: value for key, value in member.items()
-                             if key not in _NOT_THE_NETWORK} for member in self.members],
+        return {"members": [network_config(member) for member in self.members],
                 "member_weights": self.member_weights}
 
     def get_config(self):

@@ -166,7 +166,7 @@ def load_pretrained_dir(directory):
 
     Raises:
         PretrainedModelMissing: a file of the form is missing.
-        ValueError: the config does not describe a DeFusionNet.
+        ValueError: the config describes neither.
     """
     network, ensemble = _model_classes()
     directory = pathlib.Path(directory)
@@ -177,14 +177,19 @@ def load_pretrained_dir(directory):
         config = json.loads((directory / CONFIG_FILE).read_text())
         model = (ensemble if "members" in config else network).from_config(config)
     except (ValueError, TypeError) as e:
-        raise ValueError(f"{directory / CONFIG_FILE}: not a DeFusionNet config ({e})") from e
+        raise ValueError(f"{directory / CONFIG_FILE}: not a DeFusionNet or "
+                         f"DeFusionEnsemble config ({e})") from e
     # Keras casts the float16 values to the float32 variables on assignment.
     model.load_weights(str(directory / WEIGHTS_FILE))
     return model
 
 
 def load_pretrained(name=DEFAULT_MODEL, assets_root=None):
-    """Loads a shipped model by name as a `DeFusionNet` (float32 weights).
+    """Loads a shipped model by name (float32 weights).
+
+    Returns:
+        A `DeFusionNet`, or a `DeFusionEnsemble` for an ensemble such as the
+        default.
 
     Args:
         name: a key of `PRETRAINED_MODELS`.

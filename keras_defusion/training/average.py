@@ -11,25 +11,15 @@ import os
 import numpy as np
 
 from keras_defusion.io.files import atomic_write, write_json
-from keras_defusion.models.defusionnet.model import DeFusionNet
+from keras_defusion.models.defusionnet.model import DeFusionNet, network_config
 from keras_defusion.models.loading import load_model_file
 from keras_defusion.training.run_folder import float32_copy
-
-# Config keys that may differ between ingredients: metadata, not the network.
-_NOT_THE_NETWORK = ("name", "trainable", "dtype", "inference_size")
 
 
 def average_sidecar_path(out_path):
     """The JSON sidecar naming an average's sources: `<out_path>.json` (packaging
     ships it as the model's `average.json`)."""
     return os.fspath(out_path) + ".json"
-
-
-def network_config(model):
-    """The model's config without its name, dtype and inference size: the
-    network, which two models must share for their weights to average."""
-    config = model.get_config()
-    return {key: value for key, value in config.items() if key not in _NOT_THE_NETWORK}
 
 
 def average_weights(sources, out_path):
@@ -66,9 +56,9 @@ def average_weights(sources, out_path):
             raise ValueError(f"{source}: a {type(model).__name__} does not average; "
                              "average DeFusionNets, then ensemble the average")
     models = [float32_copy(model) for model in models]
-    reference = network_config(models[0])
+    reference = network_config(models[0].get_config())
     for source, model in zip(sources[1:], models[1:]):
-        network = network_config(model)
+        network = network_config(model.get_config())
         if network != reference:
             differ = sorted(key for key in set(reference) | set(network)
                             if reference.get(key) != network.get(key))

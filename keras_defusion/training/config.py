@@ -90,6 +90,13 @@ class TrainingConfig:
         color_jitter, noise_stddev, jpeg_quality: photometric augmentation
             of the training crops (`keras_defusion.data.Photometric`; off by
             default, as in the paper).
+        teacher_maps: a folder of a teacher model's maps of the training
+            photos (`keras-defusion detect TRAIN/images --model TEACHER --out
+            DIR` writes them to DIR/maps): each training crop's target becomes
+            `(1 - teacher_weight) * mask + teacher_weight * map`
+            (distillation; validation keeps the masks). None, the masks
+            alone, by default.
+        teacher_weight: the teacher map's share of the target, in (0, 1].
         mixed_precision: mixed_float16 compute on GPUs; outputs and saved
             models stay float32.
         distribution: "auto" (multi-worker from TF_CONFIG, mirrored over
@@ -133,6 +140,8 @@ class TrainingConfig:
     color_jitter: float = 0.0
     noise_stddev: float = 0.0
     jpeg_quality: Optional[int] = None
+    teacher_maps: Optional[str] = None
+    teacher_weight: float = 0.5
     mixed_precision: bool = False
     distribution: str = "auto"
     seed: int = 0
@@ -180,6 +189,9 @@ class TrainingConfig:
             self.weight_decay = self.summed_weight_decay / pixels
         if not 0 <= self.iou_weight <= 10:
             raise ValueError(f"iou_weight (--iou-weight) must be in [0, 10], got {self.iou_weight}")
+        if not 0 < self.teacher_weight <= 1:
+            raise ValueError(
+                f"teacher_weight (--teacher-weight) must be in (0, 1], got {self.teacher_weight}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError("val_fraction must be in [0, 1)")
 

@@ -59,6 +59,8 @@ def build_datasets(config, data_dir, val_dir=None, per_worker=None):
         training=True,
         polarity=config.polarity,
         seed=config.seed,
+        teacher_maps=config.teacher_maps,
+        teacher_weight=config.teacher_weight,
         **options,
     )
     val = None

@@ -29,6 +29,17 @@ def saved_metadata(model):
     }
 
 
+# Config entries that leave the network unchanged (see `network_config`).
+_NOT_THE_NETWORK = ("inference_size", "name", "dtype", "trainable", "backbone_weights")
+
+
+def network_config(config):
+    """A DeFusionNet config without what leaves the network unchanged: the
+    entries of `saved_metadata` and `backbone_weights` (how the encoder
+    started). Two models with equal network configs run the same ops."""
+    return {key: value for key, value in config.items() if key not in _NOT_THE_NETWORK}
+
+
 @keras.saving.register_keras_serializable(package="keras_defusion")
 class DeFusionNet(keras.Model):
     """DeFusionNet for defocus blur detection: the training model.
