@@ -239,13 +239,13 @@ def _make_augment(size, max_rotation, scale_range, flip, rotation_border, resize
                   synthetic_defocus, photometric, teacher_weight=None):
     """Builds the per-element training transform (see `make_dataset`).
 
-    Photo and mask travel as one [H, W, 4] tensor (5 with a teacher's map,
-    blended into the mask by `teacher_weight` after the geometry), so every
-    geometric step is the same for all. Steps: one resize of the whole photo to a random square
-    side n = S * scale, by a method drawn from `resize_methods`; then a single
-    projective warp that rotates by a random angle about the centre, takes an
-    S x S window at a random integer offset and mirrors it (bilinear
-    sampling); then the mask is re-binarised at 0.5, `synthetic_defocus`
+    Photo and mask travel as one [H, W, 4] tensor (5 with a teacher's map),
+    so every geometric step is the same for all. Steps: one resize of the
+    whole photo to a random square side n = S * scale, by a method drawn from
+    `resize_methods`; then a single projective warp that rotates by a random
+    angle about the centre, takes an S x S window at a random integer offset
+    and mirrors it (bilinear sampling); then the mask is re-binarised at 0.5
+    (and blended with the teacher's map by `teacher_weight`), `synthetic_defocus`
     may blur a new region and add it to the mask, and `photometric` changes
     the photo (each draws from its own seed, so turning one on leaves the
     geometry of every crop, and the other's draws, as they were). With
