@@ -13,7 +13,10 @@ the report alone). The levers:
   photo's size, guided by the photo's grey values, so edges follow the photo;
 - `sharpen k=K`: the map's logits times K (a monotone remap: the ranking of
   pixels, hence max-F, and the 0.5 threshold, hence F@0.5, are unchanged;
-  only MAE and the log loss move; K < 1 softens the map).
+  only MAE and the log loss move; K < 1 softens the map);
+- `shift b=B`: B added to the map's logits (a monotone remap that keeps
+  max-F but moves the 0.5 threshold: B < 0 calls fewer pixels blurred, so
+  F@0.5, MAE and the log loss all move).
 
 Each variant records max-F, F@0.5, MAE, the log loss (the mean over photos
 of the pixels' binary cross-entropy against the mask: how well the map's
@@ -42,6 +45,7 @@ from keras_defusion.io import images as image_io
 
 GUIDED = ((4, 1e-3), (4, 1e-2), (8, 1e-3), (8, 1e-2), (16, 1e-3))
 SHARPEN = (0.5, 0.75, 1.5, 2.0, 3.0, 4.0, 6.0)
+SHIFT = (-2.0, -1.5, -1.0, -0.5, -0.25, 0.25, 0.5)
 
 
 def box_mean(values, radius):
@@ -61,10 +65,19 @@ def guided_filter(guide, blur_map, radius, eps):
     return np.clip(box_mean(a, radius) * guide + box_mean(b, radius), 0.0, 1.0)
 
 
+def _logit(blur_map):
+    p = np.clip(blur_map.astype(np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p) - np.log1p(-p)
+
+
 def sharpen(blur_map, factor):
     """sigmoid(factor * logit(map)), with the map clipped off 0 and 1."""
-    p = np.clip(blur_map.astype(np.float64), 1e-6, 1 - 1e-6)
-    return (1.0 / (1.0 + (p / (1 - p)) ** -factor)).astype(np.float32)
+    return (1.0 / (1.0 + np.exp(-factor * _logit(blur_map)))).astype(np.float32)
+
+
+def shift(blur_map, bias):
+    """sigmoid(logit(map) + bias), with the map clipped off 0 and 1."""
+    return (1.0 / (1.0 + np.exp(-(_logit(blur_map) + bias)))).astype(np.float32)
 
 
 def log_loss(blur_map, gt):
@@ -118,6 +131,8 @@ def score_levers(model, pairs, polarity, sizes):
                 guided_filter(grey, plain, radius, eps), gt)
         for factor in SHARPEN:
             add(f"sharpen k={factor:g}", 1.0, sharpen(plain, factor), gt)
+        for bias in SHIFT:
+            add(f"shift b={bias:g}", 1.0, shift(plain, bias), gt)
     results = {}
     reference = accumulators["plain"].result()
     for name, accumulator in accumulators.items():

@@ -145,6 +145,8 @@ def test_val_levers_scores_each_lever_on_the_runs_validation_split(tmp_path):
     assert levers["sharpen k=2"]["f_at_0.5"] == levers["plain"]["f_at_0.5"]
     assert levers["sharpen k=2"]["mae"] != levers["plain"]["mae"]
     assert levers["sharpen k=2"]["log_loss"] != levers["plain"]["log_loss"] > 0
+    assert levers["shift b=-1"]["network_runs"] == 1
+    assert levers["shift b=-1"]["mae"] != levers["plain"]["mae"]
 
 
 def test_sharpen_and_guided_filter_keep_maps_in_range():
@@ -167,6 +169,22 @@ def test_sharpen_and_guided_filter_keep_maps_in_range():
     assert val_levers.log_loss(mask, mask) < 1e-5
     assert abs(val_levers.log_loss(np.full((10, 15), 0.5, np.float32), mask) - np.log(2)) < 1e-9
     assert val_levers.log_loss(sharper, mask) < val_levers.log_loss(blur_map, mask)
+
+
+def test_shift_moves_the_threshold_and_keeps_the_order():
+    import numpy as np
+
+    from benchmarks import val_levers
+
+    blur_map = np.random.default_rng(1).uniform(0, 1, (40, 50)).astype(np.float32)
+    shifted = val_levers.shift(blur_map, -1.0)
+    # A bias of -1 moves the 0.5 threshold to sigmoid(1) on the old map.
+    threshold = 1 / (1 + np.exp(-1.0))
+    clear = np.abs(blur_map - threshold) > 1e-4
+    assert np.array_equal((shifted > 0.5)[clear], (blur_map > threshold)[clear])
+    order = np.argsort(blur_map, axis=None)
+    assert np.all(np.diff(shifted.ravel()[order]) >= 0)
+    np.testing.assert_allclose(val_levers.shift(blur_map, 0.0), blur_map, atol=1e-6)
 
 
 def test_val_compare_gives_paired_differences_with_intervals(tmp_path):
